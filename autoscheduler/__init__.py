@@ -1,0 +1,5 @@
+"""A Python autoscheduler and autotuner for Halide pipelines."""
+
+from .errors import ToolkitError
+
+__all__ = ["ToolkitError"]
