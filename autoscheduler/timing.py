@@ -1,0 +1,39 @@
+"""In-process timing of an already scheduled pipeline, for one-off ``autoschedule run`` reports.
+
+Tuning never uses this: it measures through ``autoscheduler.measure`` in isolated workers. Here the
+user asked to run one schedule they chose, in their own process, so a plain timer is honest enough:
+JIT compile timed apart, one warm-up, samples stretched to at least ``min_sample_s``, min and median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Mapping
+
+import halide as hl
+
+from halide_pipelines.spec import BuiltPipeline, output_buffers
+
+
+def time_pipeline(built: BuiltPipeline, pipeline: hl.Pipeline, inputs: Mapping[str, Any],
+                  target: hl.Target, *, repeats: int = 5, min_sample_s: float = 0.05) -> dict[str, float]:
+    keep = built.bind_inputs(inputs)
+    t0 = time.perf_counter()
+    pipeline.compile_jit(target)
+    compile_s = time.perf_counter() - t0
+    bufs = output_buffers(built)
+    pipeline.realize(bufs, target)  # warm-up
+    t0 = time.perf_counter()
+    pipeline.realize(bufs, target)
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(min_sample_s / once))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            pipeline.realize(bufs, target)
+        samples.append((time.perf_counter() - t0) / inner * 1e3)
+    del keep
+    return {"compile_s": compile_s, "min_ms": min(samples), "median_ms": statistics.median(samples),
+            "inner_repeats": float(inner)}
