@@ -140,7 +140,7 @@ def _worker_pipeline(data: bytes | None, spec: tuple[str, dict[str, int]] | None
 
 
 def _search_worker(data: bytes | None, spec: tuple[str, dict[str, int]] | None, name: str,
-                   params: dict[str, str], target: str, debug: bool) -> BaselineResult:
+                   params: dict[str, str], target: str, debug: bool, repeats: int = 0) -> BaselineResult:
     """Runs in a spawned process: rebuild, search, and report."""
     from .loop_nest import capture_fd2, loop_nest
     if debug:
@@ -154,8 +154,20 @@ def _search_worker(data: bytes | None, spec: tuple[str, dict[str, int]] | None, 
         r = p.apply_autoscheduler(t, hl.AutoschedulerParams(name, params))
         elapsed = time.perf_counter() - start
     nest = loop_nest(p)
-    return BaselineResult(name, params, str(t), r.schedule_source, bytes(r.featurization), elapsed,
-                          names, nest, stderr=box[0])
+    result = BaselineResult(name, params, str(t), r.schedule_source, bytes(r.featurization), elapsed,
+                            names, nest, stderr=box[0])
+    if repeats > 0 and spec is not None:
+        # Time the schedule exactly as the plugin applied it (no translation involved).
+        import halide_pipelines
+        from .timing import time_pipeline
+        s = halide_pipelines.get(spec[0])
+        built = s.build(**spec[1])
+        p = built.pipeline()
+        p.apply_autoscheduler(t, hl.AutoschedulerParams(name, params))
+        inputs = s.make_inputs(0, **spec[1])
+        result.extra["timing"] = time_pipeline(built, p, inputs, t, repeats=repeats)
+        result.extra["outputs"] = halide_pipelines.realize(built, inputs, t, pipeline=p)
+    return result
 
 
 def default_params(name: str, target: hl.Target, cores: int | None = None) -> dict[str, Any]:
@@ -170,12 +182,14 @@ def default_params(name: str, target: hl.Target, cores: int | None = None) -> di
 
 def search(pipeline: hl.Pipeline, name: str, params: dict[str, Any] | None = None,
            target: str | hl.Target | None = None, *, spec: tuple[str, dict[str, int]] | None = None,
-           timeout_s: float = 600.0, debug: bool = False) -> BaselineResult:
+           timeout_s: float = 600.0, debug: bool = False, time_repeats: int = 0) -> BaselineResult:
     """Run one Halide autoscheduler on a copy of ``pipeline`` in a worker; the pipeline is untouched.
 
     ``spec`` = (bundled name, sizes) rebuilds the pipeline in the worker; otherwise the worker
     deserializes ``hl.serialize_pipeline`` bytes. The result's ``python_source`` applies the same
-    schedule to ``pipeline`` (or a fresh build of it).
+    schedule to ``pipeline`` (or a fresh build of it). With ``time_repeats`` > 0 and a ``spec``, the
+    worker also times the schedule as the plugin applied it (``extra['timing']``) and returns its
+    outputs on the spec's seed-0 inputs (``extra['outputs']``).
     """
     t = target if isinstance(target, hl.Target) else parse_target(target)
     if name in GPU_ONLY and not t.has_gpu_feature():
@@ -184,7 +198,7 @@ def search(pipeline: hl.Pipeline, name: str, params: dict[str, Any] | None = Non
     data = None if spec is not None else hl.serialize_pipeline(pipeline)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        fut = pool.submit(_search_worker, data, spec, name, checked, str(t), debug)
+        fut = pool.submit(_search_worker, data, spec, name, checked, str(t), debug, time_repeats)
         try:
             result = fut.result(timeout=timeout_s)
         except FutureTimeout:
@@ -230,7 +244,8 @@ def _stage_dims(names: list[FuncNames], func: int, update: int | None) -> list[t
 
 _FUNC_DECL = re.compile(r"^(?:Func|auto)\s+(\w+)\s*=\s*pipeline\.get_func\((\d+)\);$")
 _DIM_DECL = re.compile(
-    r"^(Var|RVar)\s+(\w+)\((\w+)(?:\.update\((\d+)\))?\.get_schedule\(\)\.dims\(\)\[(\d+)\]\.var\);$")
+    r"^(Var|RVar)\s+([\w$]+)\((\w+)(?:\.update\((\d+)\))?\.get_schedule\(\)\.(dims|rvars)\(\)"
+    r"\[(\d+)\]\.var\);$")
 _NEW_VAR = re.compile(r'^(Var|RVar)\s+(\w+)\("([^"]*)"\);$')
 _ARG_VAR = re.compile(r"^Var\s+(\w+)\s*=\s*(\w+)\.args\(\)\[(\d+)\];$")
 
@@ -241,8 +256,9 @@ def _translate_expr(text: str, funcs: dict[str, str]) -> str:
     text = re.sub(r"LoopAlignStrategy::(\w+)", r"hl.LoopAlignStrategy.\1", text)
     text = re.sub(r"\.in\(", ".in_(", text)
     text = text.replace("({", "(").replace("})", ")")  # reorder({a, b}) -> reorder(a, b)
-    return re.sub(r"\b([A-Za-z_]\w*(?:\$\w+)?)\b",
-                  lambda m: funcs.get(m.group(1), m.group(1)), text)
+    return re.sub(r"(?<![\w$.\"'])([A-Za-z_]\w*(?:\$\w+)?)",
+                  lambda m: funcs.get(m.group(1), _py(m.group(1)) if "$" in m.group(1) else m.group(1)),
+                  text)
 
 
 def to_python_source(cpp: str, names: list[FuncNames]) -> str:
@@ -269,9 +285,11 @@ def to_python_source(cpp: str, names: list[FuncNames]) -> str:
             continue
         m = _DIM_DECL.match(stmt)
         if m:
-            kind, var, fname, upd, k = m.groups()
+            kind, var, fname, upd, which, k = m.groups()
             idx = _func_index(fname, out)
             dims = _stage_dims(names, idx, None if upd is None else int(upd))
+            if which == "rvars":
+                dims = [d for d in dims if d[0] == "rvar"]
             out.append(f"{_py(var)} = {dims[int(k)][1]}")
             declared.add(var)
             continue
@@ -294,7 +312,29 @@ def to_python_source(cpp: str, names: list[FuncNames]) -> str:
         if head is None or head.group(1) not in funcs:
             raise BaselineError(f"cannot translate schedule statement: {stmt[:80]}")
         out.append("(" + _translate_expr(stmt.rstrip(";"), funcs) + ")")
-    return "\n".join(out) + "\n"
+    return _declare_free_vars(out)
+
+
+def _declare_free_vars(lines: list[str]) -> str:
+    """Plugins refer to a Func's pure Vars by name without always declaring them (Mullapudi2016's
+    ``reorder(c, x, ...)``); a Var with the same name is the same Var, so declare the free ones."""
+    import ast
+    code = "\n".join(lines) + "\n"
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        raise BaselineError(f"translated schedule does not parse: {e.msg} (line {e.lineno})") from None
+    assigned: set[str] = {"hl", "pipeline"}
+    free: list[str] = []
+    for stmt in tree.body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
+                    and node.id not in assigned and node.id not in free:
+                free.append(node.id)
+        if isinstance(stmt, ast.Assign):
+            assigned.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    head = [f"{name} = hl.Var({name!r})" for name in free]
+    return "\n".join(head + lines) + "\n"
 
 
 def _func_index(cpp_name: str, out: list[str]) -> int:

@@ -64,39 +64,47 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     info: dict[str, Any] = {"pipeline": spec.name, "sizes": sizes, "target": str(target),
                             "schedule": args.schedule}
-    if args.schedule in schedules.NAMED:
-        source = schedules.named_source(args.schedule, pipeline)
-    else:
-        result = baselines.search(pipeline, args.schedule, None, target,
-                                  spec=(spec.name, sizes), timeout_s=args.search_timeout)
-        info["search_time_s"] = round(result.search_time_s, 3)
-        if result.python_source is None:
-            raise ToolkitError(f"{args.schedule}'s schedule could not be translated: "
-                               f"{result.extra.get('translation_error')}")
-        source = result.python_source
-    schedules.apply_source(source, pipeline)
-
     print(f"# {spec.name} {sizes} schedule={args.schedule} target={target}")
-    if "search_time_s" in info:
-        print(f"# search time: {info['search_time_s']:.2f} s")
-    if args.print_schedule or args.emit:
-        if args.print_schedule:
-            print(source, end="")
-        if args.emit:
-            with open(args.emit, "w") as fh:
-                fh.write(f"# Schedule for {spec.name} {sizes}, target {target}\n" + source)
-            print(f"# schedule written to {args.emit}")
+    gpu = target.has_gpu_feature()
+    timing: dict[str, float] | None = None
+    if args.schedule in schedules.NAMED:
+        source: str | None = schedules.named_source(args.schedule, pipeline)
+        schedules.apply_source(source or "", pipeline)
+        nest = loop_nest(pipeline)
+        if args.repeats > 0 and not gpu:
+            from .timing import time_pipeline
+            timing = time_pipeline(built, pipeline, spec.make_inputs(0, **sizes), target,
+                                   repeats=args.repeats)
+    else:
+        # The plugin searches, and its schedule is timed, in a worker process (a plugin can abort).
+        result = baselines.search(pipeline, args.schedule, None, target, spec=(spec.name, sizes),
+                                  timeout_s=args.search_timeout,
+                                  time_repeats=0 if gpu else args.repeats)
+        info["search_time_s"] = round(result.search_time_s, 3)
+        print(f"# search time: {result.search_time_s:.2f} s")
+        source, nest = result.python_source, result.loop_nest
+        timing = result.extra.get("timing")
+        if source is None:
+            print(f"# note: {args.schedule}'s printout has no Python translation "
+                  f"({result.extra.get('translation_error')}); C++ source follows")
+            if args.print_schedule:
+                print(result.cpp_source)
+    if source is not None and args.print_schedule:
+        print(source, end="")
+    if args.emit:
+        if source is None:
+            raise ToolkitError(f"cannot emit {args.schedule}'s schedule as Python source")
+        with open(args.emit, "w") as fh:
+            fh.write(f"# Schedule for {spec.name} {sizes}, target {target}\n" + source)
+        print(f"# schedule written to {args.emit}")
     if args.print_loop_nest:
-        print(loop_nest(pipeline), end="")
-    if args.repeats > 0 and not target.has_gpu_feature():
-        from .timing import time_pipeline
-        t = time_pipeline(built, pipeline, spec.make_inputs(0, **sizes), target,
-                          repeats=args.repeats)
-        info.update(t)
-        print(f"# compile {t['compile_s']:.2f} s; run min {t['min_ms']:.3f} ms, "
-              f"median {t['median_ms']:.3f} ms over {args.repeats} samples")
-    elif target.has_gpu_feature():
-        print("# GPU target: not measured in this command (no timing on the search machine)")
+        print(nest, end="")
+    if timing is not None:
+        info.update(timing)
+        print(f"# compile {timing['compile_s']:.2f} s; run min {timing['min_ms']:.3f} ms, "
+              f"median {timing['median_ms']:.3f} ms over {args.repeats} samples")
+    elif gpu:
+        print("# GPU target: nothing was measured (schedules for CUDA are timed on a GPU machine)")
     if args.json:
         print(json.dumps(info))
     return 0

@@ -29,6 +29,19 @@ through its ImageParam's Func (``hl.Func(param)``, the ``<name>_im`` wrapper) so
 holds its adjoint. Outputs are ``[loss, W1', b1', ...]`` with ``P' = P - lr * dLoss/dP`` for every
 parameter in layer order, and the loss as a Func of one dimension of extent 1.
 
+Halide's default schedule inlines every pure Func and computes every unscheduled reduction at the
+innermost loop of its consumer, so each dense layer recomputes the whole network below it for every
+point: at default sizes the forward alone is ~1e15 multiply-adds. Every spec here therefore sets
+``default_schedule_ok=False``; at test sizes the default schedule runs in well under a few seconds
+(the CVAE's takes ~5 s) and the tests check it anyway.
+
+Stages ``propagate_adjoints`` adds (names ``<func>_<def>_d_def__``): ``adjoint`` (the constant 1 seed),
+the adjoint of each loss stage, for each layer the adjoint of its pre-activation and of its input
+activation (an RDom update over the layer's outputs: the dX matmul), for each parameter wrapper
+``W<k>_im_0_d_def__`` (zero init plus an RDom update over the batch: the dW matmul) and ``b<k>_im``'s
+(a sum over the batch); the CVAE's concatenation of z and the labels adds a scatter update into z's
+adjoint (the clamped index cannot be inverted).
+
 Flops (``flops_fn``): the forward counts the dense layers' multiply-adds, ``2 * batch * sum(in * out)``;
 a training step counts 3x that (forward, then per layer one matmul for dW and one for dX; the first
 layer's unneeded dX and all elementwise work are ignored).
@@ -50,6 +63,9 @@ from .spec import BuiltPipeline, PipelineSpec, set_input_estimates, set_output_e
 DEFAULT_SIZES = {"batch": 256, "d_in": 784, "d_hidden": 512, "d_latent": 32}
 TEST_SIZES = {"batch": 4, "d_in": 12, "d_hidden": 8, "d_latent": 3}
 LR = 0.1  # learning rate given to the training steps' ``lr`` Param (and its estimate)
+# The loss sums batch * d_in terms in float32: under compute_root at default sizes it is off the float64
+# reference by ~5e-5 relative, so training steps allow 5e-4 (parameters are off by at most ~1e-7).
+TRAIN_RTOL = 5e-4
 N_CLASSES_DEFAULT, N_CLASSES_TEST = 10, 4
 
 
@@ -155,6 +171,7 @@ def _check_flags(gaussian: int, n_classes: int | None = None) -> None:
 # ---------------------------------------------------------------- Halide algorithms
 
 def _ae_logits(net: _Net, x: Any, d_in: int, d_hidden: int, d_latent: int) -> Any:
+    """The AE's output pre-activation a4 (parameters 1..4 recorded in layer order)."""
     h1 = net.pointwise("h1", _sigmoid, net.dense("1", x, d_in, d_hidden))
     h2 = net.pointwise("h2", _sigmoid, net.dense("2", h1, d_hidden, d_latent))
     h3 = net.pointwise("h3", _sigmoid, net.dense("3", h2, d_latent, d_hidden))
@@ -419,27 +436,30 @@ AE_FORWARD = register(PipelineSpec(
     name="ae_forward", description="MLP autoencoder forward pass 784-512-32-512-784, sigmoid layers",
     build_fn=build_ae_forward, inputs_fn=ae_forward_inputs, reference_fn=ae_forward_reference,
     default_sizes=dict(DEFAULT_SIZES), test_sizes=dict(TEST_SIZES), rtol=1e-4, atol=1e-6,
-    tags=("dl", "mission"), flops_fn=ae_forward_flops, torch_fn=ae_forward_torch))
+    tags=("dl", "mission"), flops_fn=ae_forward_flops, default_schedule_ok=False, torch_fn=ae_forward_torch))
 
 AE_TRAIN_STEP = register(PipelineSpec(
     name="ae_train_step",
     description="autoencoder SGD step: Bernoulli cross-entropy, gradients by propagate_adjoints",
     build_fn=build_ae_train_step, inputs_fn=ae_train_inputs, reference_fn=_reference("ae"),
-    default_sizes=dict(DEFAULT_SIZES), test_sizes=dict(TEST_SIZES), rtol=1e-4, atol=1e-6,
+    default_sizes=dict(DEFAULT_SIZES), test_sizes=dict(TEST_SIZES), rtol=TRAIN_RTOL, atol=1e-6,
+    default_schedule_ok=False,
     tags=("dl", "mission", "train"), flops_fn=ae_train_flops, torch_fn=_torch_runner("ae")))
 
 DAE_TRAIN_STEP = register(PipelineSpec(
     name="dae_train_step",
     description="denoising autoencoder SGD step: input times a drop mask, loss against the clean input",
     build_fn=build_dae_train_step, inputs_fn=dae_train_inputs, reference_fn=_reference("dae"),
-    default_sizes=dict(DEFAULT_SIZES), test_sizes=dict(TEST_SIZES), rtol=1e-4, atol=1e-6,
+    default_sizes=dict(DEFAULT_SIZES), test_sizes=dict(TEST_SIZES), rtol=TRAIN_RTOL, atol=1e-6,
+    default_schedule_ok=False,
     tags=("dl", "train"), flops_fn=ae_train_flops, torch_fn=_torch_runner("dae")))
 
 VAE_TRAIN_STEP = register(PipelineSpec(
     name="vae_train_step",
     description="variational autoencoder SGD step: reparameterised z, cross-entropy (or gaussian=1) + KL",
     build_fn=build_vae_train_step, inputs_fn=vae_train_inputs, reference_fn=_reference("vae"),
-    default_sizes=dict(VAE_DEFAULT), test_sizes=dict(VAE_TEST), rtol=1e-4, atol=1e-6,
+    default_sizes=dict(VAE_DEFAULT), test_sizes=dict(VAE_TEST), rtol=TRAIN_RTOL, atol=1e-6,
+    default_schedule_ok=False,
     tags=("dl", "mission", "train"), flops_fn=vae_train_flops, torch_fn=_torch_runner("vae")))
 
 CVAE_TRAIN_STEP = register(PipelineSpec(
@@ -447,5 +467,6 @@ CVAE_TRAIN_STEP = register(PipelineSpec(
     description="conditional VAE SGD step: one-hot labels concatenated to the encoder input and to z",
     build_fn=build_cvae_train_step, inputs_fn=cvae_train_inputs, reference_fn=_reference("cvae"),
     default_sizes={**VAE_DEFAULT, "n_classes": N_CLASSES_DEFAULT},
-    test_sizes={**VAE_TEST, "n_classes": N_CLASSES_TEST}, rtol=1e-4, atol=1e-6,
+    test_sizes={**VAE_TEST, "n_classes": N_CLASSES_TEST}, rtol=TRAIN_RTOL, atol=1e-6,
+    default_schedule_ok=False,
     tags=("dl", "train"), flops_fn=vae_train_flops, torch_fn=_torch_runner("cvae")))
