@@ -54,7 +54,7 @@ def run_root(spec: PipelineSpec, inputs: dict[str, Any], **sizes: int) -> list[n
     return halide_pipelines.realize(built, inputs, pipeline=p)
 
 
-def param_names(spec: PipelineSpec, inputs: dict[str, Any]) -> list[str]:
+def param_names(spec: PipelineSpec) -> list[str]:
     """Parameter inputs in output order (the training steps' outputs are [loss, W1', b1', ...])."""
     built, _ = rooted(spec)
     return [k for k in built.inputs if k[0] in "Wb"]
@@ -96,7 +96,7 @@ def test_gradients_match_torch(spec: PipelineSpec) -> None:
     inputs = inputs_at(spec, 3)
     inputs["lr"] = 1.0
     out, ref = run_root(spec, inputs), reference_at(spec, inputs)
-    names = param_names(spec, inputs)
+    names = param_names(spec)
     assert len(names) == len(out) - 1
     for name, o, r in zip(names, out[1:], ref[1:]):
         p = inputs[name].astype(np.float64)
@@ -113,7 +113,7 @@ def test_update_moves_every_parameter_and_lr0_does_not(spec: PipelineSpec) -> No
     moved = run_root(spec, inputs)
     frozen = run_root(spec, {**inputs, "lr": 0.0})
     assert moved[0][0] == frozen[0][0]  # the loss does not depend on lr
-    for name, m, f in zip(param_names(spec, inputs), moved[1:], frozen[1:]):
+    for name, m, f in zip(param_names(spec), moved[1:], frozen[1:]):
         np.testing.assert_array_equal(f, inputs[name], err_msg=f"lr=0 changed {name}")
         assert np.abs(m - inputs[name]).max() > 1e-5, f"{name} did not move"
 
