@@ -30,7 +30,8 @@ def pipeline_funcs(pipeline: hl.Pipeline) -> list[Any]:
 def is_input_wrapper(f: Any) -> bool:
     """An ImageParam's own Func (``<name>_im`` over ``_0.._n``): it is data, not a stage to schedule."""
     args = [str(a) for a in f.args()]
-    return f.name().endswith("_im") and args == [f"_{i}" for i in range(len(args))]
+    name = f.name().split("$", 1)[0]  # a rebuilt pipeline's wrappers are renamed W_im$1, W_im$2, ...
+    return name.endswith("_im") and args == [f"_{i}" for i in range(len(args))]
 
 
 def schedulable_indices(pipeline: hl.Pipeline) -> list[int]:

@@ -35,3 +35,13 @@ def test_root_schedule_loop_nest_has_every_stage():
     assert "produce conv" in text and "produce relu" in text
     # compute_root: the producer is realized before, not inside, the consumer's loops
     assert text.index("produce conv") < text.index("consume conv") < text.index("produce relu")
+
+
+def test_root_source_skips_input_wrappers_of_rebuilt_pipelines():
+    from autoscheduler.schedules import pipeline_funcs, schedulable_indices
+    spec = halide_pipelines.get("conv_layer")
+    for _ in range(2):  # the second build's wrappers are named input_im$1 ...
+        p = spec.build(**spec.test_sizes).pipeline()
+        funcs = pipeline_funcs(p)
+        touched = {funcs[i].name().split("$")[0] for i in schedulable_indices(p)}
+        assert not any(n.endswith("_im") for n in touched), touched

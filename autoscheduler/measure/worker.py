@@ -229,6 +229,7 @@ class WorkerHandle:
         self.stage = "start"
         self.deadline = time.monotonic() + start_timeout_s
         self._timeouts: dict[str, float] = {"start": start_timeout_s}
+        self._limit = start_timeout_s
         self._log_offset = self._log_size()
         reply = self.wait()
         if reply[0] != "ready":
@@ -242,6 +243,7 @@ class WorkerHandle:
         self._timeouts = timeouts
         self.stage = stage
         self.deadline = time.monotonic() + timeouts[stage]
+        self._limit = timeouts[stage]
         self.busy = True
         self.conn.send(msg)
 
@@ -266,7 +268,8 @@ class WorkerHandle:
                 if msg[0] == "note":
                     self.stage = msg[1]
                     if msg[1] in self._timeouts:
-                        self.deadline = time.monotonic() + self._timeouts[msg[1]]
+                        self._limit = self._timeouts[msg[1]]
+                        self.deadline = time.monotonic() + self._limit
                     continue
                 self.busy = False
                 return tuple(msg)
@@ -278,7 +281,7 @@ class WorkerHandle:
             self.kill()
             raise lost
         if time.monotonic() >= self.deadline:
-            limit = self._timeouts.get(self.stage, 0.0)
+            limit = self._limit
             self.kill()
             code = _TIMEOUT_CODES.get(self.stage, ErrorCode.RUN_TIMEOUT)
             raise WorkerLost(code, f"timed out after {limit:g} s while "
