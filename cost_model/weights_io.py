@@ -214,6 +214,14 @@ class WeightsMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "pipeline_features_version": int, "schedule_features_version": int,
+    "data_size": int, "metrics": dict, "machine": str, "target": str, "command": str,
+    "created": str, "extra": dict,
+}
+assert set(_METADATA_TYPES) == set(WeightsMetadata.__dataclass_fields__)
+
+
 def metadata_path(path: str | os.PathLike[str]) -> Path:
     """``foo.pt`` -> ``foo.json``."""
     return Path(path).with_suffix(".json")
@@ -266,12 +274,12 @@ def read_metadata(path: str | os.PathLike[str]) -> tuple[WeightsMetadata, dict[s
     if versions != (PIPELINE_FEATURES_VERSION, SCHEDULE_FEATURES_VERSION):
         raise _fail(js, f"mismatched feature version (pipeline {versions[0]!r}, "
                         f"schedule {versions[1]!r})", expected)
-    known = {f for f in WeightsMetadata.__dataclass_fields__}
-    try:
-        meta = WeightsMetadata(**{k: v for k, v in record.items() if k in known})
-    except TypeError as e:
-        raise _fail(js, f"corrupt metadata ({e})", expected) from None
-    return meta, record
+    fields = {k: v for k, v in record.items() if k in _METADATA_TYPES}
+    for key, value in fields.items():
+        if not isinstance(value, _METADATA_TYPES[key]) or isinstance(value, bool):
+            raise _fail(js, f"corrupt metadata (field {key!r} is a {type(value).__name__})",
+                        expected)
+    return WeightsMetadata(**fields), record
 
 
 def load_weights(path: str | os.PathLike[str],
