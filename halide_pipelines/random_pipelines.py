@@ -1497,10 +1497,6 @@ def plan(seed: int, max_stages: int = 20, min_stages: int = 4) -> RandomPlan:
     return _Gen(seed, min_stages, max_stages).run()
 
 
-def inline_cost(p: RandomPlan, sizes: Sizes) -> float:
-    return p.inline_cost(sizes)
-
-
 def spec(seed: int, *, max_stages: int = 20, min_stages: int = 4, size_class: str = "default") -> PipelineSpec:
     """The PipelineSpec ``random_<seed>``; ``size_class="test"`` makes the small test sizes its defaults."""
     if size_class not in SIZE_CLASSES:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..errors import EstimateError
 from ..ir import nodes as ir
@@ -182,13 +182,15 @@ def _floordiv(a: Num, c: Num) -> Num:
     return a // c  # type: ignore[operator]
 
 
+_UNARY: dict[str, Callable[[Any], Any]] = {"trunc": math.trunc, "floor": math.floor, "ceil": math.ceil}
+
+
 def e_unary(kind: str, a: End) -> End:
     if a is None:
         return None
     v = _num(a)
     if v is not None:
-        f = {"trunc": math.trunc, "floor": math.floor, "ceil": math.ceil}[kind]
-        return Lin(int(f(v)))
+        return Lin(int(_UNARY[kind](v)))
     return Op(kind, (a,))
 
 
@@ -265,8 +267,7 @@ def eval_end(e: End, lo: Sequence[Num], hi: Sequence[Num]) -> Optional[Num]:
         return _floordiv(args[0], args[1])  # type: ignore[arg-type]
     if k == "tdiv":
         return args[0] / args[1]  # type: ignore[operator]
-    f = {"trunc": math.trunc, "floor": math.floor, "ceil": math.ceil}[k]
-    return int(f(args[0]))  # type: ignore[arg-type]
+    return int(_UNARY[k](args[0]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,11 +311,16 @@ class ParamEstimates:
         v = self.values.get(var.name)
         if v is not None:
             return v
-        what = self.missing.get(var.name) or f"'{var.name}' of Param '{var.param_name}'"
-        if "." in var.name and var.param_name and var.name not in self.missing:
-            what = f"buffer field '{var.name}' of ImageParam '{var.param_name}'"
-        raise EstimateError(f"no estimate for {what}; set it (ImageParam.dim(d).set_estimate(min, extent) "
-                            "or Param.set_estimate(value)) before autoscheduling")
+        p = var.param_name
+        if var.name == p:
+            raise EstimateError(f"no estimate for Param '{p}'; call {p}.set_estimate(value) before autoscheduling")
+        parts = var.name[len(p):].split(".") if var.name.startswith(p + ".") else []
+        if len(parts) == 3 and parts[1] in ("min", "extent") and parts[2].isdigit():
+            d = parts[2]
+            raise EstimateError(f"no estimate for dimension {d} of ImageParam '{p}'; call "
+                                f"{p}.dim({d}).set_estimate(min, extent) before autoscheduling")
+        raise EstimateError(f"the pipeline uses '{var.name}' of parameter '{p}', which has no estimate; "
+                            "autoscheduling needs constant estimates for it")
 
 
 def const_value(e: Optional[ir.Expr]) -> Optional[Num]:
@@ -498,7 +504,7 @@ class BoundsEvaluator:
         nb = b.numeric()
         if nb is None:
             return type_bounds(t)
-        m = max(abs(nb[0]), abs(nb[1]))
+        m: Any = max(abs(nb[0]), abs(nb[1]))  # type: ignore[call-overload]
         if t.is_float:
             return Interval(Lin(0.0), Lin(float(m)))
         if m == 0:
@@ -559,11 +565,12 @@ class BoundsEvaluator:
             a = self._b(e.args[0], scope)
             n = a.numeric()
             if n is not None:
-                if n[0] >= 0:
+                lo_n, hi_n = float(n[0]), float(n[1])
+                if lo_n >= 0:
                     return a
-                if n[1] <= 0:
+                if hi_n <= 0:
                     return Interval(Lin(-n[1]), Lin(-n[0]))
-                return Interval(Lin(0), Lin(max(-n[0], n[1])))
+                return Interval(Lin(0), Lin(-n[0] if -lo_n > hi_n else n[1]))
             return Interval(Lin(0), None)
         for prefix, kind in (("floor_f", "floor"), ("ceil_f", "ceil"), ("trunc_f", "trunc"), ("round_f", "round")):
             if name.startswith(prefix) and e.args:

@@ -17,7 +17,7 @@ def _frac(c: Optional[Fraction]) -> str:
 def _edge_line(e: Edge) -> str:
     fp = " x ".join(f"[{s.min},{s.max}]" for s in e.footprint_at_estimates) or "scalar"
     flags = []
-    if not e.all_bounds_affine:
+    if not e.all_bounds_linear:
         flags.append("non-affine")
     if e.data_dependent:
         flags.append("data-dependent (estimate fallback)")

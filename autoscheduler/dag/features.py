@@ -104,15 +104,26 @@ class Differentiator:
 
     def __init__(self, loop_vars: Sequence[str]) -> None:
         self.loop_vars = set(loop_vars)
+        self._memo: dict[int, tuple[frozenset[str], ir.Expr]] = {}
 
     def uses(self, e: ir.Expr, v: str, lets: dict[str, ir.Expr]) -> bool:
-        for n in ir.walk(e):
-            if isinstance(n, ir.Variable):
-                if n.name == v:
-                    return True
-                if n.name in lets and self.uses(lets[n.name], v, lets):
-                    return True
-        return False
+        names = self._names(e)
+        if v in names:
+            return True
+        return any(n in lets and self.uses(lets[n], v, lets) for n in names)
+
+    def _names(self, e: ir.Expr) -> frozenset[str]:
+        """Variable names in ``e`` (memoised per node)."""
+        hit = self._memo.get(id(e))
+        if hit is not None:
+            return hit[0]
+        if isinstance(e, ir.Variable):
+            r = frozenset((e.name,))
+        else:
+            kids = e.children()
+            r = frozenset().union(*(self._names(c) for c in kids)) if kids else frozenset()
+        self._memo[id(e)] = (r, e)
+        return r
 
     def d(self, e: ir.Expr, v: str, lets: Optional[dict[str, ir.Expr]] = None) -> Optional[Fraction]:
         lets = lets if lets is not None else {}

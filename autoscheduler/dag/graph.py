@@ -23,7 +23,7 @@ from ..errors import EstimateError, UnsupportedPipelineError
 from ..ir import nodes as ir
 from ..ir.decode import decode_bytes, decode_pipeline
 from ..ir.schema import CallType, TypeCode
-from .bounds import (BoundsEvaluator, End, Interval, Lin, ParamEstimates, compile_box, e_max, e_min,
+from .bounds import (BoundsEvaluator, End, Interval, Lin, Num, ParamEstimates, compile_box, e_max, e_min,
                      type_bounds)
 from .features import Differentiator, Jacobian, LoadJacobian, PipelineFeatures, StageFeaturizer
 from .simplify import Simplifier
@@ -83,8 +83,8 @@ class BoundInfo:
 
     expr: End
     affine: bool
-    coeff: Union[int, Fraction]
-    constant: Union[int, Fraction]
+    coeff: Num
+    constant: Num
     consumer_dim: int
     uses_max: bool
     data_dependent: bool
@@ -132,6 +132,11 @@ class Edge:
     @property
     def all_bounds_affine(self) -> bool:
         return all(b.affine for pair in self.bounds for b in pair)
+
+    @property
+    def all_bounds_linear(self) -> bool:
+        """Every footprint endpoint is affine in the consumer's loop bounds (several loops allowed)."""
+        return all(isinstance(b.expr, Lin) for pair in self.bounds for b in pair)
 
     @property
     def data_dependent(self) -> bool:
@@ -579,7 +584,7 @@ class FunctionDAG:
                 let_scope = dict(scope)
                 for lname, lval in lets.items():
                     let_scope[lname] = self.evaluator.bounds(lval, let_scope)
-                ends = []
+                ends: list[tuple[End, End]] = []
                 for j, arg in enumerate(call.args):
                     iv = self.evaluator.bounds(arg, let_scope)
                     lo: End = iv.lo
@@ -594,14 +599,14 @@ class FunctionDAG:
             write = None
             if st.index > 0 and any(not (isinstance(a, ir.Variable) and a.name == f.args[j])
                                     for j, a in enumerate(d.args)):
-                ends = []
+                ends_w: list[tuple[End, End]] = []
                 for j, arg in enumerate(d.args):
                     iv = self.evaluator.bounds(arg, scope)
                     if iv.lo is None or iv.hi is None:
                         node.region_computed_data_dependent = True
                         iv = Interval(Lin(1 << 62), Lin(-(1 << 62)))  # contributes nothing
-                    ends.append((iv.lo, iv.hi))
-                write = compile_box(ends)
+                    ends_w.append((iv.lo, iv.hi))
+                write = compile_box(ends_w)
             node._writes.append(write)
 
     def _func_value_bounds(self, name: str, value_index: int) -> Interval:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ..ir import nodes as ir
 from ..ir.schema import CallType, TypeCode
@@ -46,7 +46,7 @@ def make_const(t: ir.Type, v: float | int) -> ir.Expr:
     return ir.IntImm(iv, t)
 
 
-def _fold(op: type, a: float | int, b: float | int, t: ir.Type) -> Optional[ir.Expr]:
+def _fold(op: Any, a: float | int, b: float | int, t: ir.Type) -> Optional[ir.Expr]:
     if op is ir.Add:
         return make_const(t, a + b)
     if op is ir.Sub:
@@ -74,8 +74,9 @@ def _fold(op: type, a: float | int, b: float | int, t: ir.Type) -> Optional[ir.E
     return None
 
 
-def _cmp_fold(op: type, a: float | int, b: float | int) -> Optional[bool]:
-    return {ir.EQ: a == b, ir.NE: a != b, ir.LT: a < b, ir.LE: a <= b, ir.GT: a > b, ir.GE: a >= b}.get(op)
+def _cmp_fold(op: Any, a: float | int, b: float | int) -> Optional[bool]:
+    table: dict[Any, bool] = {ir.EQ: a == b, ir.NE: a != b, ir.LT: a < b, ir.LE: a <= b, ir.GT: a > b, ir.GE: a >= b}
+    return table.get(op)
 
 
 _Num = Optional[Union[float, int]]
@@ -259,7 +260,7 @@ class Simplifier:
             return ir.EQ(a.a, a.b)
         return ir.Not(a)
 
-    def _binary(self, op: type, a: ir.Expr, b: ir.Expr) -> ir.Expr:
+    def _binary(self, op: Any, a: ir.Expr, b: ir.Expr) -> ir.Expr:
         ca, cb = _cval(a), _cval(b)
         ty = a.type
         if issubclass(op, ir.CmpOp):
@@ -496,7 +497,7 @@ class Simplifier:
     def _M(self, a: ir.Expr, b: ir.Expr) -> ir.Expr:
         return self._binary(ir.Mul, a, b)
 
-    def _cmp(self, op: type, a: ir.Expr, b: ir.Expr, ca: Optional[float | int], cb: Optional[float | int]) -> ir.Expr:
+    def _cmp(self, op: Any, a: ir.Expr, b: ir.Expr, ca: Optional[float | int], cb: Optional[float | int]) -> ir.Expr:
         if op is ir.And or op is ir.Or:
             if ca is not None:
                 a, b, ca, cb = b, a, cb, ca

@@ -1,6 +1,6 @@
 """Read ``hl.serialize_pipeline`` bytes (FlatBuffers, schema ``halide_ir.fbs``) into ``nodes``.
 
-The reader is written against the schema with the ``flatbuffers`` runtime's ``Table`` (no generated
+The reader is written against the schema with the ``flatbuffers`` runtime's ``Tab`` (no generated
 code): ``schema.VT`` gives the vtable offset of every field. Halide writes the Funcs in alphabetical
 order; this module puts them in realization order, either the order of a live ``hl.Pipeline``'s
 ``get_func(i)`` or, for bare bytes, Halide's own ``topological_order`` recomputed from the calls.
@@ -31,53 +31,91 @@ _UOFF = N.UOffsetTFlags
 # ---------------------------------------------------------------------------------------------
 # Field access helpers (absent field -> default, as FlatBuffers specifies)
 
+_I32S = struct.Struct("<i")
+_U32S = struct.Struct("<I")
+_U16S = struct.Struct("<H")
 
-def _scalar(t: Table, vt: int, flags: Any, default: Any = 0) -> Any:
+
+class Tab(Table):
+    """``flatbuffers.table.Tab`` with the vtable located once and reads through precompiled
+    ``struct`` formats: the generic ``Tab.Get`` checks every number, which dominates decode time."""
+
+    __slots__ = ("vt", "vt_len")
+
+    def __init__(self, buf: Any, pos: int) -> None:
+        self.Bytes = buf  # type: ignore[misc]
+        self.Pos = pos  # type: ignore[misc]
+        self.vt = pos - _I32S.unpack_from(buf, pos)[0]
+        self.vt_len = _U16S.unpack_from(buf, self.vt)[0]
+
+    def Offset(self, vtableOffset: int) -> int:  # noqa: N802 - flatbuffers' name
+        if vtableOffset < self.vt_len:
+            return _U16S.unpack_from(self.Bytes, self.vt + vtableOffset)[0]  # type: ignore[no-any-return]
+        return 0
+
+    def indirect(self, off: int) -> int:
+        return off + _U32S.unpack_from(self.Bytes, off)[0]  # type: ignore[no-any-return]
+
+
+_FMT = {id(_U8): struct.Struct("<B"), id(_I8): struct.Struct("<b"), id(_I32): _I32S,
+        id(_I64): struct.Struct("<q"), id(_U64): struct.Struct("<Q"), id(_F64): struct.Struct("<d"),
+        id(_BOOL): struct.Struct("<?")}
+
+
+def _scalar(t: Tab, vt: int, flags: Any, default: Any = 0) -> Any:
     o = t.Offset(vt)
-    return t.Get(flags, o + t.Pos) if o else default
+    return _FMT[id(flags)].unpack_from(t.Bytes, o + t.Pos)[0] if o else default
 
 
-def _str(t: Table, vt: int) -> str:
-    o = t.Offset(vt)
-    return t.String(o + t.Pos).decode("utf-8") if o else ""
-
-
-def _table(t: Table, vt: int) -> Optional[Table]:
-    o = t.Offset(vt)
-    return Table(t.Bytes, t.Indirect(o + t.Pos)) if o else None
-
-
-def _tables(t: Table, vt: int) -> list[Table]:
+def _str(t: Tab, vt: int) -> str:
     o = t.Offset(vt)
     if not o:
-        return []
-    v = t.Vector(o)
+        return ""
+    p = t.indirect(o + t.Pos)
+    n = _U32S.unpack_from(t.Bytes, p)[0]
+    return bytes(t.Bytes[p + 4:p + 4 + n]).decode("utf-8")
+
+
+def _table(t: Tab, vt: int) -> Optional[Tab]:
+    o = t.Offset(vt)
+    return Tab(t.Bytes, t.indirect(o + t.Pos)) if o else None
+
+
+def _vector(t: Tab, vt: int) -> tuple[int, int]:
+    """(position of the first element, length) of a vector field; (0, 0) when absent."""
+    o = t.Offset(vt)
+    if not o:
+        return 0, 0
+    p = t.indirect(o + t.Pos)
+    return p + 4, _U32S.unpack_from(t.Bytes, p)[0]
+
+
+def _tables(t: Tab, vt: int) -> list[Tab]:
+    v, n = _vector(t, vt)
     b = t.Bytes
-    return [Table(b, t.Indirect(v + 4 * i)) for i in range(t.VectorLen(o))]
+    return [Tab(b, t.indirect(v + 4 * i)) for i in range(n)]
 
 
-def _strings(t: Table, vt: int) -> list[str]:
-    o = t.Offset(vt)
-    if not o:
-        return []
-    v = t.Vector(o)
-    return [t.String(v + 4 * i).decode("utf-8") for i in range(t.VectorLen(o))]
+def _strings(t: Tab, vt: int) -> list[str]:
+    v, n = _vector(t, vt)
+    out = []
+    b = t.Bytes
+    for i in range(n):
+        p = t.indirect(v + 4 * i)
+        ln = _U32S.unpack_from(b, p)[0]
+        out.append(bytes(b[p + 4:p + 4 + ln]).decode("utf-8"))
+    return out
 
 
-def _ints(t: Table, vt: int, flags: Any, size: int) -> list[int]:
-    o = t.Offset(vt)
-    if not o:
-        return []
-    v = t.Vector(o)
-    return [t.Get(flags, v + size * i) for i in range(t.VectorLen(o))]
+def _ints(t: Tab, vt: int, flags: Any, size: int) -> list[int]:
+    v, n = _vector(t, vt)
+    fmt = _FMT[id(flags)]
+    return [fmt.unpack_from(t.Bytes, v + size * i)[0] for i in range(n)]
 
 
-def _bytes(t: Table, vt: int) -> bytes:
-    o = t.Offset(vt)
-    if not o:
-        return b""
-    v = t.Vector(o)
-    return bytes(t.Bytes[v:v + t.VectorLen(o)])
+def _bytes(t: Tab, vt: int) -> bytes:
+    v, n = _vector(t, vt)
+    return bytes(t.Bytes[v:v + n])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +125,7 @@ _TYPE_VT = VT["Type"]
 _type_cache: dict[tuple[int, int, int], ir.Type] = {}
 
 
-def _type(t: Optional[Table]) -> ir.Type:
+def _type(t: Optional[Tab]) -> ir.Type:
     if t is None:
         return ir.Type(TypeCode.Int, 0, 0)
     key = (_scalar(t, _TYPE_VT["code"], _I8), _scalar(t, _TYPE_VT["bits"], _U8),
@@ -108,7 +146,7 @@ class _ExprReader:
             ExprKind.Mod: ir.Mod, ExprKind.Min: ir.Min, ExprKind.Max: ir.Max, ExprKind.EQ: ir.EQ,
             ExprKind.NE: ir.NE, ExprKind.LT: ir.LT, ExprKind.LE: ir.LE, ExprKind.GT: ir.GT,
             ExprKind.GE: ir.GE, ExprKind.And: ir.And, ExprKind.Or: ir.Or}
-        self._readers: dict[int, Callable[[Table], Optional[ir.Expr]]] = {
+        self._readers: dict[int, Callable[[Tab], Optional[ir.Expr]]] = {
             ExprKind.IntImm: self._int_imm, ExprKind.UIntImm: self._uint_imm,
             ExprKind.FloatImm: self._float_imm, ExprKind.StringImm: self._string_imm,
             ExprKind.Cast: self._cast, ExprKind.Reinterpret: self._reinterpret,
@@ -118,7 +156,7 @@ class _ExprReader:
             ExprKind.Shuffle: self._shuffle, ExprKind.VectorReduce: self._vector_reduce,
             ExprKind.UndefinedExpr: lambda t: None}
 
-    def field(self, t: Table, vts: Mapping[str, int], name: str) -> Optional[ir.Expr]:
+    def field(self, t: Tab, vts: Mapping[str, int], name: str) -> Optional[ir.Expr]:
         """The Expr union field ``name`` of table ``t`` (None when absent or undefined)."""
         kind = _scalar(t, vts[name + "_type"], _U8)
         if not kind:
@@ -126,10 +164,9 @@ class _ExprReader:
         o = t.Offset(vts[name])
         if not o:
             return None
-        o += t.Pos
-        return self.expr(kind, Table(t.Bytes, o + t.Get(_UOFF, o)))
+        return self.expr(kind, Tab(t.Bytes, t.indirect(o + t.Pos)))
 
-    def vector(self, t: Table, vts: Mapping[str, int], name: str) -> tuple[ir.Expr, ...]:
+    def vector(self, t: Tab, vts: Mapping[str, int], name: str) -> tuple[ir.Expr, ...]:
         """A vector-of-Expr field; an undefined element is an error (Halide never writes one)."""
         kinds = _ints(t, vts[name + "_type"], _U8, 1)
         tabs = _tables(t, vts[name])
@@ -142,7 +179,7 @@ class _ExprReader:
             out.append(e)
         return tuple(out)
 
-    def expr(self, kind: int, t: Table) -> Optional[ir.Expr]:
+    def expr(self, kind: int, t: Tab) -> Optional[ir.Expr]:
         cls = self._binops.get(kind)
         if cls is not None:
             vts = VT["BinaryOp"]
@@ -158,45 +195,45 @@ class _ExprReader:
                                  "Halide version this decoder does not read")
         return reader(t)
 
-    def _req(self, t: Table, vts: Mapping[str, int], name: str, node: str) -> ir.Expr:
+    def _req(self, t: Tab, vts: Mapping[str, int], name: str, node: str) -> ir.Expr:
         e = self.field(t, vts, name)
         if e is None:
             raise IRVersionError(f"serialized {node} node lacks its '{name}'; the file is corrupt or of "
                                  "another serialization version")
         return e
 
-    def _int_imm(self, t: Table) -> ir.Expr:
+    def _int_imm(self, t: Tab) -> ir.Expr:
         v = VT["IntImm"]
         return ir.IntImm(_scalar(t, v["value"], _I64), _type(_table(t, v["type"])))
 
-    def _uint_imm(self, t: Table) -> ir.Expr:
+    def _uint_imm(self, t: Tab) -> ir.Expr:
         v = VT["UIntImm"]
         return ir.UIntImm(_scalar(t, v["value"], _U64), _type(_table(t, v["type"])))
 
-    def _float_imm(self, t: Table) -> ir.Expr:
+    def _float_imm(self, t: Tab) -> ir.Expr:
         v = VT["FloatImm"]
         return ir.FloatImm(_scalar(t, v["value"], _F64, 0.0), _type(_table(t, v["type"])))
 
-    def _string_imm(self, t: Table) -> ir.Expr:
+    def _string_imm(self, t: Tab) -> ir.Expr:
         return ir.StringImm(_str(t, VT["StringImm"]["value"]))
 
-    def _cast(self, t: Table) -> ir.Expr:
+    def _cast(self, t: Tab) -> ir.Expr:
         v = VT["Cast"]
         return ir.Cast(self._req(t, v, "value", "Cast"), _type(_table(t, v["type"])))
 
-    def _reinterpret(self, t: Table) -> ir.Expr:
+    def _reinterpret(self, t: Tab) -> ir.Expr:
         v = VT["Reinterpret"]
         return ir.Reinterpret(self._req(t, v, "value", "Reinterpret"), _type(_table(t, v["type"])))
 
-    def _not(self, t: Table) -> ir.Expr:
+    def _not(self, t: Tab) -> ir.Expr:
         return ir.Not(self._req(t, VT["Not"], "a", "Not"))
 
-    def _select(self, t: Table) -> ir.Expr:
+    def _select(self, t: Tab) -> ir.Expr:
         v = VT["Select"]
         return ir.Select(self._req(t, v, "condition", "Select"), self._req(t, v, "true_value", "Select"),
                          self._req(t, v, "false_value", "Select"))
 
-    def _load(self, t: Table) -> ir.Expr:
+    def _load(self, t: Tab) -> ir.Expr:
         v = VT["Load"]
         al = _table(t, v["alignment"])
         mr = None
@@ -206,45 +243,45 @@ class _ExprReader:
         return ir.Load(_str(t, v["name"]), self.field(t, v, "predicate"), self.field(t, v, "index"),
                        _str(t, v["image_name"]), _str(t, v["param_name"]), mr, _type(_table(t, v["type"])))
 
-    def _ramp(self, t: Table) -> ir.Expr:
+    def _ramp(self, t: Tab) -> ir.Expr:
         v = VT["Ramp"]
         return ir.Ramp(self._req(t, v, "base", "Ramp"), self._req(t, v, "stride", "Ramp"),
                        _scalar(t, v["lanes"], _I32))
 
-    def _broadcast(self, t: Table) -> ir.Expr:
+    def _broadcast(self, t: Tab) -> ir.Expr:
         v = VT["Broadcast"]
         return ir.Broadcast(self._req(t, v, "value", "Broadcast"), _scalar(t, v["lanes"], _I32))
 
-    def _let(self, t: Table) -> ir.Expr:
+    def _let(self, t: Tab) -> ir.Expr:
         v = VT["Let"]
         return ir.Let(_str(t, v["name"]), self._req(t, v, "value", "Let"), self._req(t, v, "body", "Let"))
 
-    def _call(self, t: Table) -> ir.Expr:
+    def _call(self, t: Tab) -> ir.Expr:
         v = VT["Call"]
         return ir.Call(_str(t, v["name"]), self.vector(t, v, "args"), CallType(_scalar(t, v["call_type"], _U8)),
                        _scalar(t, v["func_index"], _I32), _scalar(t, v["value_index"], _I32),
                        _str(t, v["image_name"]), _str(t, v["param_name"]), _type(_table(t, v["type"])))
 
-    def _variable(self, t: Table) -> ir.Expr:
+    def _variable(self, t: Tab) -> ir.Expr:
         v = VT["Variable"]
         rd_tab = _table(t, v["reduction_domain"])
         return ir.Variable(_str(t, v["name"]), _type(_table(t, v["type"])), _str(t, v["param_name"]),
                            _str(t, v["image_name"]), self.rdom(rd_tab) if rd_tab is not None else None)
 
-    def _shuffle(self, t: Table) -> ir.Expr:
+    def _shuffle(self, t: Tab) -> ir.Expr:
         v = VT["Shuffle"]
         return ir.Shuffle(self.vector(t, v, "vectors"), tuple(_ints(t, v["indices"], _I32, 4)))
 
-    def _vector_reduce(self, t: Table) -> ir.Expr:
+    def _vector_reduce(self, t: Tab) -> ir.Expr:
         v = VT["VectorReduce"]
         return ir.VectorReduce(self._req(t, v, "value", "VectorReduce"),
                                VectorReduceOp(_scalar(t, v["reduction_op"], _U8)), _scalar(t, v["lanes"], _I32))
 
-    def rvar(self, t: Table) -> ir.ReductionVariable:
+    def rvar(self, t: Tab) -> ir.ReductionVariable:
         v = VT["ReductionVariable"]
         return ir.ReductionVariable(_str(t, v["var"]), self.field(t, v, "min"), self.field(t, v, "extent"))
 
-    def rdom(self, t: Table) -> Optional[ir.ReductionDomain]:
+    def rdom(self, t: Tab) -> Optional[ir.ReductionDomain]:
         v = VT["ReductionDomain"]
         if not _scalar(t, v["defined"], _BOOL, False):
             return None
@@ -266,7 +303,7 @@ class _ExprReader:
 # Funcs and definitions
 
 
-def _definition(r: _ExprReader, t: Table) -> ir.Definition:
+def _definition(r: _ExprReader, t: Tab) -> ir.Definition:
     v = VT["Definition"]
     rvars: tuple[ir.ReductionVariable, ...] = ()
     dims: tuple[ir.Dim, ...] = ()
@@ -301,13 +338,13 @@ def _drop_true(e: Optional[ir.Expr]) -> Optional[ir.Expr]:
     return e
 
 
-def _bound(r: _ExprReader, t: Table) -> ir.Bound:
+def _bound(r: _ExprReader, t: Tab) -> ir.Bound:
     v = VT["Bound"]
     return ir.Bound(_str(t, v["var"]), r.field(t, v, "min"), r.field(t, v, "extent"),
                     r.field(t, v, "modulus"), r.field(t, v, "remainder"))
 
 
-def _loop_level(t: Optional[Table]) -> Optional[ir.LoopLevel]:
+def _loop_level(t: Optional[Tab]) -> Optional[ir.LoopLevel]:
     if t is None:
         return None
     v = VT["LoopLevel"]
@@ -315,7 +352,7 @@ def _loop_level(t: Optional[Table]) -> Optional[ir.LoopLevel]:
                         _str(t, v["var_name"]), bool(_scalar(t, v["is_rvar"], _BOOL, False)))
 
 
-def _func(r: _ExprReader, t: Table) -> ir.Func:
+def _func(r: _ExprReader, t: Tab) -> ir.Func:
     v = VT["Func"]
     sched = _table(t, v["func_schedule"])
     estimates: tuple[ir.Bound, ...] = ()
@@ -350,7 +387,7 @@ def _func(r: _ExprReader, t: Table) -> ir.Func:
         frozen=bool(_scalar(t, v["frozen"], _BOOL, False)))
 
 
-def _parameter(r: _ExprReader, t: Table) -> Optional[ir.Parameter]:
+def _parameter(r: _ExprReader, t: Tab) -> Optional[ir.Parameter]:
     v = VT["Parameter"]
     if not _scalar(t, v["defined"], _BOOL, False):
         return None
@@ -359,7 +396,7 @@ def _parameter(r: _ExprReader, t: Table) -> Optional[ir.Parameter]:
                                     r.field(b, vb, "min_estimate"), r.field(b, vb, "extent_estimate"))
                 for b in _tables(t, v["buffer_constraints"]))
     o = t.Offset(v["scalar_data"])
-    scalar_data = t.Get(_U64, o + t.Pos) if o else None
+    scalar_data = _scalar(t, v["scalar_data"], _U64) if o else None
     return ir.Parameter(name=_str(t, v["name"]), is_buffer=bool(_scalar(t, v["is_buffer"], _BOOL, False)),
                         type=_type(_table(t, v["type"])), dimensions=_scalar(t, v["dimensions"], _I32),
                         external=False, buffer_constraints=bcs,
@@ -368,14 +405,14 @@ def _parameter(r: _ExprReader, t: Table) -> Optional[ir.Parameter]:
                         scalar_data=scalar_data, host_alignment=_scalar(t, v["host_alignment"], _I32))
 
 
-def _external_parameter(t: Table) -> ir.Parameter:
+def _external_parameter(t: Tab) -> ir.Parameter:
     v = VT["ExternalParameter"]
     return ir.Parameter(name=_str(t, v["name"]), is_buffer=bool(_scalar(t, v["is_buffer"], _BOOL, False)),
                         type=_type(_table(t, v["type"])), dimensions=_scalar(t, v["dimensions"], _I32),
                         external=True)
 
 
-def _buffer(t: Table) -> Optional[ir.Buffer]:
+def _buffer(t: Tab) -> Optional[ir.Buffer]:
     v = VT["Buffer"]
     if not _scalar(t, v["defined"], _BOOL, False):
         return None
@@ -454,7 +491,7 @@ def topological_order(funcs: Mapping[str, ir.Func], outputs: Sequence[str],
 # Entry points
 
 
-def _root(data: bytes) -> Table:
+def _root(data: bytes) -> Tab:
     if len(data) < 8:
         raise IRVersionError(f"not a serialized Halide pipeline ({len(data)} bytes); "
                              "pass the bytes of hl.serialize_pipeline")
@@ -462,7 +499,7 @@ def _root(data: bytes) -> Table:
     if pos + 4 > len(data):
         raise IRVersionError("not a serialized Halide pipeline (root offset out of range); "
                              "pass the bytes of hl.serialize_pipeline")
-    return Table(bytearray(data) if not isinstance(data, (bytes, bytearray)) else data, pos)
+    return Tab(bytes(data) if not isinstance(data, (bytes, bytearray)) else data, pos)
 
 
 def read_versions(data: bytes) -> tuple[str, str]:
@@ -613,11 +650,29 @@ def serialize(pipeline: Any) -> tuple[bytes, dict[str, Any]]:
     return bytes(data), dict(params)
 
 
-def decode_pipeline(pipeline: Any) -> ir.Pipeline:
+def decode_pipeline(pipeline: Any, verify_order: bool = False) -> ir.Pipeline:
     """Decode a live ``hl.Pipeline``: Funcs in its ``get_func(i)`` order, external Parameters with
-    their estimates and constraints."""
+    their estimates and constraints.
+
+    The order is Halide's ``topological_order`` recomputed here (``get_func(i)`` recomputes it in
+    C++ on every call, so matching all names costs O(n^2)); the last Func is checked against
+    ``get_func`` and, on any disagreement or with ``verify_order``, every name is matched.
+    """
     data, params = serialize(pipeline)
     check_version(data)
-    bare = {p.name: p for p in decode_bytes(data, order=None).parameters if p.external}
+    root = _root(data)
+    bare = {p.name: p for p in (_external_parameter(t) for t in _tables(root, VT["Pipeline"]["external_parameters"]))}
     details = _external_parameter_details(params, bare)
-    return decode_bytes(data, order=_live_func_names(pipeline), external_parameters=details)
+    decoded = decode_bytes(data, order=None, external_parameters=details)
+    names = [f.name for f in decoded.funcs]
+    if verify_order:
+        live = _live_func_names(pipeline)
+    else:
+        try:
+            last = pipeline.get_func(len(names) - 1).name() if names else None
+        except Exception:  # fewer Funcs than decoded: fall back to matching every name
+            last = None
+        live = names if names and last == names[-1] else _live_func_names(pipeline)
+    if live != names:
+        decoded = decode_bytes(data, order=live, external_parameters=details)
+    return decoded

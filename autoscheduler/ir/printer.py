@@ -6,7 +6,7 @@ from typing import Optional
 
 from . import nodes as ir
 
-_BIN = {ir.Add: "+", ir.Sub: "-", ir.Mul: "*", ir.Div: "/", ir.Mod: "%", ir.EQ: "==", ir.NE: "!=",
+_BIN: dict[type, str] = {ir.Add: "+", ir.Sub: "-", ir.Mul: "*", ir.Div: "/", ir.Mod: "%", ir.EQ: "==", ir.NE: "!=",
         ir.LT: "<", ir.LE: "<=", ir.GT: ">", ir.GE: ">=", ir.And: "&&", ir.Or: "||"}
 
 

@@ -75,11 +75,29 @@ class Grid:
         return i
 
     def __call__(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """f(x, y) for every y in ``ys`` (rows) and x in ``xs`` (columns): shape [..., len(ys), len(xs)]."""
+        """f(x, y) for every y in ``ys`` (rows) and x in ``xs`` (columns): shape [..., len(ys), len(xs)].
+
+        The result may be a view of the held data; treat it as read-only.
+        """
         h, w = self.data.shape[-2], self.data.shape[-1]
         ix = self._index(xs, self.x0, w, self.boundary, "x")
         iy = self._index(ys, self.y0, h, self.boundary, "y")
+        sx, sy = _as_slice(ix), _as_slice(iy)
+        if sx is not None and sy is not None:
+            return self.data[..., sy, sx]
         return self.data[..., iy[:, None], ix[None, :]]
+
+
+def _as_slice(i: np.ndarray) -> slice | None:
+    """The slice equal to an increasing arithmetic index vector (a view instead of a gather), else None."""
+    if i.ndim != 1 or i.size == 0:
+        return None
+    if i.size == 1:
+        return slice(int(i[0]), int(i[0]) + 1)
+    step = int(i[1] - i[0])
+    if step <= 0 or not np.all(np.diff(i) == step):
+        return None
+    return slice(int(i[0]), int(i[-1]) + 1, step)
 
 
 def lerp(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -53,12 +53,12 @@ def build(width: int, height: int) -> BuiltPipeline:
     ixx[x, y] = ix[x, y] * ix[x, y]
     iyy[x, y] = iy[x, y] * iy[x, y]
     ixy[x, y] = ix[x, y] * iy[x, y]
-    sums = []
-    for name, f in (("Sxx", ixx), ("Syy", iyy), ("Sxy", ixy)):
+    def box_sum(name: str, f: Any) -> Any:
         s = hl.Func(name)
-        s[x, y] = _box(lambda dx, dy, f=f: f[x + dx, y + dy])
-        sums.append(s)
-    sxx, syy, sxy = sums
+        s[x, y] = _box(lambda dx, dy: f[x + dx, y + dy])
+        return s
+
+    sxx, syy, sxy = box_sum("Sxx", ixx), box_sum("Syy", iyy), box_sum("Sxy", ixy)
     det, trace = hl.Func("det"), hl.Func("trace")
     det[x, y] = sxx[x, y] * syy[x, y] - sxy[x, y] * sxy[x, y]
     trace[x, y] = sxx[x, y] + syy[x, y]
@@ -82,8 +82,11 @@ def reference(inp: dict, width: int, height: int) -> list[np.ndarray]:
     ix = _taps(lambda dx, dy: gray(xs1 + dx, ys1 + dy), IX_TAPS, f)
     iy = _taps(lambda dx, dy: gray(xs1 + dx, ys1 + dy), IY_TAPS, f)
     xs0, ys0 = span(0, width), span(0, height)
-    sxx, syy, sxy = (_box(lambda dx, dy, g=Grid(p, -1, -1): g(xs0 + dx, ys0 + dy))
-                     for p in (ix * ix, iy * iy, ix * iy))
+    def box_sum(products: np.ndarray) -> np.ndarray:
+        g = Grid(products, -1, -1)
+        return _box(lambda dx, dy: g(xs0 + dx, ys0 + dy))
+
+    sxx, syy, sxy = box_sum(ix * ix), box_sum(iy * iy), box_sum(ix * iy)
     det = sxx * syy - sxy * sxy
     trace = sxx + syy
     return [(det - f(K) * trace * trace).astype(f)]

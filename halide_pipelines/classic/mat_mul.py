@@ -46,4 +46,4 @@ MAT_MUL = register(PipelineSpec(
     name="mat_mul", description="Matrix multiply C = A B via an RDom over k (float32)",
     build_fn=build, inputs_fn=inputs, reference_fn=reference,
     default_sizes={"m": 1024, "n": 1024, "k": 1024}, test_sizes={"m": 24, "n": 40, "k": 36},
-    rtol=1e-4, atol=1e-5, tags=("classic",), flops_fn=flops))
+    rtol=1e-4, atol=1e-4, tags=("classic",), flops_fn=flops))
