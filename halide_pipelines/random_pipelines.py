@@ -1521,7 +1521,9 @@ def spec(seed: int, *, max_stages: int = 20, min_stages: int = 4, size_class: st
     def flops(**sizes: int) -> float:
         return p.root_work(dict(sizes))
 
-    default_ok = (p.inline_cost(p.design_sizes) <= 2e9 and p.inline_code_size() <= 20000)
+    # Halide's default schedule at the design sizes: worth trying only when its estimated work is a
+    # few tenths of a second of scalar code and its inlined expressions stay small enough to JIT.
+    default_ok = p.inline_cost(p.design_sizes) <= 5e8 and p.inline_code_size() <= 5000
     return PipelineSpec(
         name=f"random_{seed}", description=p.describe(), build_fn=build, inputs_fn=inputs,
         reference_fn=reference, default_sizes=defaults, test_sizes=dict(p.test_sizes),

@@ -34,6 +34,13 @@ def _live_funcs(p: hl.Pipeline) -> list:
             return out
 
 
+def _func(dec: ir.Pipeline, base: str) -> ir.Func:
+    """The Func whose name is ``base`` up to Halide's ``$n`` uniquifying suffix."""
+    found = [f for f in dec.funcs if ir.strip_suffix(f.name) == base]
+    assert len(found) == 1, (base, [f.name for f in dec.funcs])
+    return found[0]
+
+
 def _expr_num(e: hl.Expr) -> float:
     """Value of a constant hl.Expr from its repr (tests may read printed text)."""
     m = re.search(r":\s*(-?[\d.e+-]+)f?>$", repr(e))
@@ -64,6 +71,13 @@ def test_unsupported_version_is_a_clear_error():
         decode_bytes(b"\x00\x01")
     with pytest.raises(IRVersionError):
         decode_bytes(bytes(64))
+    with pytest.raises(IRVersionError):
+        decode_bytes(data[: len(data) // 3])
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # garbage never escapes as another exception type
+        junk = rng.integers(0, 256, size=int(rng.integers(8, 300)), dtype=np.uint8).tobytes()
+        with pytest.raises(IRVersionError):
+            decode_bytes(junk)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -129,14 +143,15 @@ def test_decode_matches_python_api(case):
 
 def test_rdom_predicate_and_where_bounds():
     dec = decode_pipeline(hl.Pipeline(ir_cases.rdom_updates()))
-    acc = dec.func("rd_acc")
+    acc = _func(dec, "rd_acc")
     upd = acc.updates[0]
-    assert [(rv.var, rv.min.value, rv.extent.value) for rv in upd.rvars] == [("rd_r$x", 0, 5), ("rd_r$y", 0, 5)]
+    assert [(ir.strip_suffix(rv.var), rv.min.value, rv.extent.value) for rv in upd.rvars] == \
+        [("rd_r$x", 0, 5), ("rd_r$y", 0, 5)]
     assert isinstance(upd.predicate, ir.LE)  # r.x <= r.y
-    assert {upd.predicate.a.name, upd.predicate.b.name} == {"rd_r$x", "rd_r$y"}
-    scan = dec.func("rd_scan").updates[0]
+    assert {upd.predicate.a.name, upd.predicate.b.name} == {rv.var for rv in upd.rvars}
+    scan = _func(dec, "rd_scan").updates[0]
     assert [(rv.min.value, rv.extent.value) for rv in scan.rvars] == [(1, 35)]
-    assert [d.var for d in scan.dims if d.var != "__outermost"] == ["rd_s$x", "y"]
+    assert [ir.strip_suffix(d.var) for d in scan.dims if d.var != "__outermost"] == ["rd_s$x", "y"]
     assert [d.is_pure for d in scan.dims][:2] == [False, True]
 
 
@@ -163,7 +178,7 @@ def test_params_estimates_and_constants():
     names = {(v.name, v.param_name) for v in ir.walk(dec.func("pf").init.values[0]) if isinstance(v, ir.Variable)}
     assert ("gain", "gain") in names and ("n", "n") in names and ("img.extent.0", "img") in names
     # the wrapper Func of the ImageParam carries the same estimates (what bytes-only decoding uses)
-    wrapper = dec.func("img_im")
+    wrapper = _func(dec, "img_im")
     assert [(b.min.value, b.extent.value) for b in wrapper.estimates] == [(3, 17), (0, 9)]
 
 
@@ -174,19 +189,21 @@ def test_expr_kinds_from_frontend():
     g = hl.Func("kg")
     g[x] = inp[x]
     f = hl.Func("kf")
-    e = hl.select((x > 2) & ~(x == 5) | (x <= 1), hl.sin(g[x]), hl.f32(hl.u8(x) % 3))
+    e = hl.select((x > 2) & (x == 5).logical_not() | (x <= 1) | (x >= 8), hl.sin(g[x]), hl.f32(hl.u8(x) % 3))
     e = e + hl.f32(hl.max(x, 1) - hl.min(x / 2, 3) * 2) + hl.reinterpret(hl.Float(32), hl.u32(x))
     f[x] = hl.print_when(x == 3, e, "value")
     f.set_estimates([(0, 10)])
     dec = decode_pipeline(hl.Pipeline([f]))
     kinds = {type(n).__name__ for n in ir.walk(dec.func("kf").init.values[0])}
-    for k in ("Select", "And", "Or", "Not", "EQ", "LT", "LE", "Call", "Cast", "Mod", "Div", "Mul", "Sub",
+    for k in ("Select", "And", "Or", "Not", "EQ", "GT", "GE", "LE", "Call", "Cast", "Mod", "Div", "Mul", "Sub",
               "Add", "Max", "Min", "Reinterpret", "StringImm", "IntImm", "UIntImm", "Variable"):
         assert k in kinds, k
     calls = {n.name: n for n in ir.walk(dec.func("kf").init.values[0]) if isinstance(n, ir.Call)}
     assert calls["kg"].call_type == ir.CallType.Halide and calls["kg"].func_index == dec.file_func_names.index("kg")
     assert calls["sin_f32"].call_type == ir.CallType.PureExtern
-    assert dec.func("kg").init.values[0].call_type == ir.CallType.Image
+    assert dec.func("kg").init.values[0].call_type == ir.CallType.Halide  # via the ImageParam's Func
+    wrapper = _func(dec, "kin_im")
+    assert wrapper.init.values[0].call_type == ir.CallType.Image and wrapper.init.values[0].param_name == "kin"
 
 
 # ---- node kinds only lowering produces: hand-built FlatBuffers in the same schema
@@ -201,7 +218,7 @@ class _FB:
         out, slot = {}, 0
         for name, kind in TABLES[table]:
             if kind.startswith("u:") or kind.startswith("[u:"):
-                out[name + "_type"] = (slot, "uint8")
+                out[name + "_type"] = (slot, "uint8" if kind.startswith("u:") else "[uint8]")
                 slot += 1
             out[name] = (slot, kind)
             slot += 1

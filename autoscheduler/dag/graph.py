@@ -497,11 +497,15 @@ class FunctionDAG:
     def _param_estimates(self) -> ParamEstimates:
         est = ParamEstimates(self.ir)
         # From bare bytes, ImageParam estimates are only on their wrapper Funcs ("<name>_im").
-        by_name = {f.name: f for f in self.ir.funcs}
+        wrappers: dict[str, ir.Func] = {}
+        for f in self.ir.funcs:
+            call = f.init.values[0] if f.init is not None and len(f.init.values) == 1 else None
+            if _is_wrapper(f) and isinstance(call, ir.Call) and call.call_type == CallType.Image and call.param_name:
+                wrappers.setdefault(call.param_name, f)
         for prm in self.ir.parameters:
             if not (prm.external and prm.is_buffer):
                 continue
-            wrapper = by_name.get(prm.name + "_im")
+            wrapper = wrappers.get(prm.name)
             for d in range(prm.dimensions):
                 for field_name, attr in (("min", "min"), ("extent", "extent")):
                     key = f"{prm.name}.{field_name}.{d}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .canonical import canonical_hash, canonical_text, strip_suffix
 from .decode import (check_version, decode_bytes, decode_pipeline, direct_callees, read_versions,
                      serialize, topological_order)
+from .printer import expr_str
 from .nodes import (BOOL, INT32, Add, And, Bound, Broadcast, Buffer, BufferConstraint, Call, Cast,
                     CmpOp, BinaryOp, Definition, Dim, Div, EQ, Expr, ExternArgument, FloatImm, Func, GE,
                     GT, IntImm, LE, LT, Let, Load, LoopLevel, Max, Min, Mod, Mul, NE, Not, Or,
@@ -20,7 +21,7 @@ from .schema import (SUPPORTED_SERIALIZATION_VERSIONS, CallType, DimType, ExprKi
                      VectorReduceOp)
 
 __all__ = [
-    "canonical_hash", "canonical_text", "strip_suffix", "check_version", "decode_bytes",
+    "canonical_hash", "canonical_text", "strip_suffix", "expr_str", "check_version", "decode_bytes",
     "decode_pipeline", "direct_callees", "read_versions", "serialize", "topological_order",
     "BOOL", "INT32", "Add", "And", "Bound", "Broadcast", "Buffer", "BufferConstraint", "Call", "Cast",
     "CmpOp", "BinaryOp", "Definition", "Dim", "Div", "EQ", "Expr", "ExternArgument", "FloatImm",

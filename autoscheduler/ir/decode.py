@@ -499,7 +499,11 @@ def _root(data: bytes) -> Tab:
     if pos + 4 > len(data):
         raise IRVersionError("not a serialized Halide pipeline (root offset out of range); "
                              "pass the bytes of hl.serialize_pipeline")
-    return Tab(bytes(data) if not isinstance(data, (bytes, bytearray)) else data, pos)
+    try:
+        return Tab(bytes(data) if not isinstance(data, (bytes, bytearray)) else data, pos)
+    except struct.error:
+        raise IRVersionError("not a serialized Halide pipeline (vtable out of range); "
+                             "pass the bytes of hl.serialize_pipeline") from None
 
 
 def read_versions(data: bytes) -> tuple[str, str]:
