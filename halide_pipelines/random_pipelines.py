@@ -41,7 +41,14 @@ import numpy as np
 
 import halide as hl
 
+from autoscheduler.errors import ToolkitError
+
 from .spec import BuiltPipeline, PipelineSpec, Sizes, set_input_estimates, set_output_estimates
+
+
+class RandomPipelineError(ToolkitError, ValueError):
+    """Bad arguments for a random pipeline: stage bounds, size class, or sizes beyond the safe range."""
+
 
 # Stage kinds the generator draws from (the input's own boundary stage is "input", not listed here).
 KINDS = ("stencil", "stencil_rdom", "conv", "pool", "activation", "pad", "resample", "all_to_all",
@@ -344,10 +351,10 @@ class RandomPlan:
     def check_sizes(self, sizes: Sizes) -> None:
         for k, v in sizes.items():
             if v < 1:
-                raise ValueError(f"random_{self.seed}: size {k}={v} must be >= 1")
+                raise RandomPipelineError(f"random_{self.seed}: size {k}={v} must be >= 1")
             limit = _SIZE_LIMIT_FACTOR * self.design_sizes[k]
             if v > limit:
-                raise ValueError(f"random_{self.seed}: size {k}={v} exceeds {limit} "
+                raise RandomPipelineError(f"random_{self.seed}: size {k}={v} exceeds {limit} "
                                  f"({_SIZE_LIMIT_FACTOR}x the design size); value bounds are not guaranteed")
 
     def build(self, sizes: Sizes) -> BuiltPipeline:
@@ -414,6 +421,7 @@ class _Gen:
         self.max_scale = Fraction(4) if layout == "image" else Fraction(2)
         self.total_work = 0.0
         self.total_elements = 0.0
+        self.relaxed = False  # set when the pipeline budget runs out before min_stages is reached
 
     # ----- sizes -------------------------------------------------------------------------------
     def _sizes(self, layout: str) -> tuple[Sizes, Sizes]:
@@ -470,7 +478,8 @@ class _Gen:
         work = st.root_work(d)
         if elements > _MAX_ELEMENTS or work > _MAX_STAGE_WORK:
             return False
-        if self.total_work + work > _MAX_TOTAL_WORK or self.total_elements + elements > _MAX_TOTAL_ELEMENTS:
+        over = self.total_work + work > _MAX_TOTAL_WORK or self.total_elements + elements > _MAX_TOTAL_ELEMENTS
+        if over and not self.relaxed:
             return False
         if self.plan.func_count + st.funcs > self.max_stages:
             return False
@@ -502,7 +511,7 @@ class _Gen:
         frontier = [0]
         weights = {"stencil": 10, "stencil_rdom": 8, "conv": 8, "pool": 6, "activation": 8, "pad": 5,
                    "resample": 6, "all_to_all": 6, "scan": 5, "unary": 7, "histogram": 4, "gather": 5,
-                   "binary": 8, "cast": 6}
+                   "binary": 8, "cast": 9}
         if self.plan.layout != "image":
             weights.update(conv=12, all_to_all=10)
         failures = 0
@@ -530,11 +539,13 @@ class _Gen:
             st = self._draw(kind, src, other)
             if st is None or not self.add(st):
                 failures += 1
+                # The total budget is spent but min_stages is not reached: keep only the per-stage caps.
+                self.relaxed = failures > 100 and count < self.min_stages
                 continue
             consumed = set(st.inputs)
             frontier = [f for f in frontier if f not in consumed] + [st.index]
         if self.plan.func_count < self.min_stages:
-            raise RuntimeError(f"random_{self.seed}: could not reach {self.min_stages} stages")
+            raise RandomPipelineError(f"random_{self.seed}: could not reach {self.min_stages} stages")
         self.plan.outputs = sorted(frontier)
         return self.plan
 
@@ -586,6 +597,7 @@ class _Gen:
         st = self.stage("input", variant, shape, val, emit, inputs=(), own_ops=1, reads=[])
         self.stages.append(st)
         self.total_elements += self.n(shape)
+        self.total_work += st.root_work(self.plan.design_sizes)
 
     def _base_ext(self, d: str) -> Ext:
         return Ext({"x": "width", "y": "height", "c": "channels", "n": "batch"}[d], Fraction(1))
@@ -1249,8 +1261,9 @@ class _Gen:
         int_out = variant == "equalize" and table == "counts" and r.random() < 0.4
         shape = cur.shape
         fv, _ = _float_view(cur.val)
-        if int_out:
-            n_lim = self.n(s_shape, self.limit)
+        if int_out:  # a count is at most the number of pixels of one (channel, batch) plane
+            ext_lim = [e.at(self.limit) for e in s_shape]
+            n_lim = ext_lim[sx] * ext_lim[sy]
             val, post = _Val("i32", 0.0, float(n_lim), 0, max(1.0, self.n(s_shape) / B)), _Post()
         elif variant == "equalize":
             val, post = _float_out(0.0, 1.0, None, 0.58 if table == "cdf" else 1.0 / B)
@@ -1491,16 +1504,23 @@ class _Gen:
 def plan(seed: int, max_stages: int = 20, min_stages: int = 4) -> RandomPlan:
     """The random pipeline's algorithm for ``seed`` (a pure function of its arguments)."""
     if not 1 <= min_stages <= max_stages:
-        raise ValueError(f"need 1 <= min_stages ({min_stages}) <= max_stages ({max_stages})")
+        raise RandomPipelineError(f"need 1 <= min_stages ({min_stages}) <= max_stages ({max_stages})")
     if max_stages < 2:
-        raise ValueError("max_stages must be at least 2")
+        raise RandomPipelineError("max_stages must be at least 2")
     return _Gen(seed, min_stages, max_stages).run()
 
 
 def spec(seed: int, *, max_stages: int = 20, min_stages: int = 4, size_class: str = "default") -> PipelineSpec:
-    """The PipelineSpec ``random_<seed>``; ``size_class="test"`` makes the small test sizes its defaults."""
+    """The PipelineSpec ``random_<seed>``: ``min_stages``..``max_stages`` Funcs (input wrappers excluded).
+
+    The algorithm depends only on (seed, max_stages, min_stages). ``size_class="test"`` makes the small
+    test sizes the spec's defaults (same algorithm). Sizes are ``width``, ``height``, ``channels`` (input
+    channels), ``features`` (hidden channel count) and, for 4-D tensors, ``batch``; ``build`` accepts up to
+    4x the design sizes. The reference is the compute_root schedule realized by Halide; ``flops`` is the
+    plan's estimate of the compute_root work.
+    """
     if size_class not in SIZE_CLASSES:
-        raise ValueError(f"unknown size_class '{size_class}'; choose one of {SIZE_CLASSES}")
+        raise RandomPipelineError(f"unknown size_class '{size_class}'; choose one of {SIZE_CLASSES}")
     p = plan(int(seed), max_stages, min_stages)
     defaults = dict(p.design_sizes if size_class == "default" else p.test_sizes)
 
