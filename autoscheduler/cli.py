@@ -141,14 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:
-    """Sub-commands contributed by other modules (records, ...), when present."""
-    out: list[Callable[[Any], None]] = []
-    try:
-        from . import cli_records
-        out.append(cli_records.register)
-    except ImportError:
-        pass
-    return out
+    """Sub-commands that live beside the modules they drive (records, ...)."""
+    from . import cli_records
+    return [cli_records.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

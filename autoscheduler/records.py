@@ -44,7 +44,7 @@ _COLUMNS_SQL = """
     features        BLOB,
     predicted_cost  REAL,
     samples         TEXT    NOT NULL,   -- JSON list of seconds per run
-    statistic       REAL,               -- min of samples; NULL unless OK
+    statistic       REAL,               -- min of samples, NULL unless OK
     repeats         INTEGER NOT NULL,
     error_code      TEXT    NOT NULL,
     error_message   TEXT    NOT NULL,

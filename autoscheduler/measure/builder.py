@@ -8,6 +8,7 @@ shared by every candidate of that workload, so all of them (and the reference) s
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,32 +34,60 @@ class Workload:
     rtol: float
     atol: float
     keep: list[Any] = field(default_factory=list)  # Params that must outlive the pipeline
+    bindings: list[tuple[Any, Any]] = field(default_factory=list)  # (ImageParam/Param/Parameter, value)
+
+    def bind(self) -> None:
+        """Bind the argument values to the pipeline's parameters (for ``Pipeline.realize``)."""
+        for param, value in self.bindings:
+            if isinstance(param, (hl.ImageParam, hl.Param)):
+                param.set(value)
+            elif param.is_buffer():
+                param.set_buffer(value)
 
 
 @dataclass
 class Compiled:
-    """A scheduled, compiled candidate ready to run: ``run()`` executes it once."""
+    """A scheduled, compiled candidate ready to run: ``run()`` executes it once.
+
+    On the CPU it runs through an ``hl.Callable`` (the cheapest call). On a GPU it runs through
+    ``Pipeline.realize`` with the inputs bound to the parameters: the Python Callable marks every
+    input host-dirty and copies every output back to the host on each call (Halide issue #6868),
+    which would time PCIe transfers instead of the kernels.
+    """
 
     workload: Workload
-    fn: Any  # hl.Callable
+    fn: Any  # hl.Callable, or None when run through realize
     build_s: float
     cuda: bool
+    target: Any = None  # hl.Target
     repeats: int | None = None  # runs per sample, calibrated on the first timing
 
     def run(self) -> None:
-        self.fn(*self.workload.values, *self.workload.outputs)
+        if self.fn is None:
+            self.workload.pipeline.realize(self.workload.outputs, self.target)
+        else:
+            self.fn(*self.workload.values, *self.workload.outputs)
 
 
-class InputCache:
-    """Input arrays per (workload, seed), made once per worker process."""
+class LRU:
+    """A small cache that forgets the least recently used entry beyond ``size`` entries: a worker
+    tunes a few workloads at a time, and inputs and reference outputs can be large."""
 
-    def __init__(self) -> None:
-        self._arrays: dict[tuple[Any, ...], dict[str, np.ndarray | int | float]] = {}
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...], make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        if key not in self._arrays:
-            self._arrays[key] = make()
-        return self._arrays[key]
+    def get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+        else:
+            self._items[key] = make()
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return self._items[key]
+
+
+InputCache = LRU  # input arrays per (workload, seed), made once per worker process
 
 
 def load(c: Candidate, seed: int, cache: InputCache) -> Workload:
@@ -72,12 +101,15 @@ def load(c: Candidate, seed: int, cache: InputCache) -> Workload:
     key_of = {param.name(): key for key, param in built.inputs.items()}
     arguments = list(pipeline.infer_arguments())
     values: list[Any] = []
+    bindings: list[tuple[Any, Any]] = []
     for a in arguments:
         if a.name not in key_of:
             raise ValueError(f"pipeline argument '{a.name}' is not among the spec's inputs")
         v = arrays[key_of[a.name]]
         values.append(hl.Buffer(np.ascontiguousarray(v)) if _is_buffer(a) else v)
-    return Workload(pipeline, arguments, values, output_buffers(built), spec.rtol, spec.atol)
+        bindings.append((built.inputs[key_of[a.name]], values[-1]))
+    return Workload(pipeline, arguments, values, output_buffers(built), spec.rtol, spec.atol,
+                    bindings=bindings)
 
 
 def _is_buffer(a: Any) -> bool:
@@ -128,7 +160,9 @@ def _load_serialized(c: Candidate, seed: int, cache: InputCache) -> Workload:
     arguments = list(pipeline.infer_arguments())
     values = [hl.Buffer(arrays[a.name]) if _is_buffer(a) else keep_value(params[a.name], c)
               for a in arguments]
-    return Workload(pipeline, arguments, values, outputs, rtol=1e-4, atol=1e-4, keep=keep)
+    bindings = [(params[a.name], v) for a, v in zip(arguments, values) if _is_buffer(a)]
+    return Workload(pipeline, arguments, values, outputs, rtol=1e-4, atol=1e-4, keep=keep,
+                    bindings=bindings)
 
 
 def keep_value(p: Any, c: Candidate) -> int | float:
@@ -140,8 +174,15 @@ def compile_candidate(c: Candidate, w: Workload, source: str, target: str) -> Co
     """Apply ``source`` to the workload's pipeline and JIT-compile it for ``target``."""
     t0 = time.perf_counter()
     schedules.apply_source(source, w.pipeline)
-    fn = w.pipeline.compile_to_callable(w.arguments, hl.Target(target))
-    return Compiled(w, fn, time.perf_counter() - t0, cuda=c.is_cuda)
+    t = hl.Target(target)
+    cuda = c.is_cuda and target != reference_target()
+    if cuda:
+        w.bind()
+        w.pipeline.compile_jit(t)
+        fn = None
+    else:
+        fn = w.pipeline.compile_to_callable(w.arguments, t)
+    return Compiled(w, fn, time.perf_counter() - t0, cuda=cuda, target=t)
 
 
 def reference_target() -> str:

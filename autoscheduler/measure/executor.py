@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from .candidate import Candidate
 from .device import cuda_available, device_fingerprint
@@ -31,6 +31,7 @@ from .result import DeviceUnavailableError, ErrorCode, MeasureResult
 from .worker import WorkerConfig, WorkerHandle, WorkerLost
 
 ResultCallback = Callable[[int, MeasureResult], None]
+_E = TypeVar("_E", bound="Executor")
 
 
 class Executor(abc.ABC):
@@ -49,7 +50,7 @@ class Executor(abc.ABC):
     def close(self) -> None:
         """Release workers and devices."""
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self: _E) -> _E:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -114,13 +115,23 @@ class LocalExecutor(Executor):
                 self._slots[slot] = None
 
     def _worker(self, slot: int) -> WorkerHandle:
+        """The slot's worker, started (and waited for) if it has none or it died."""
+        self._start(slot)
+        h = self._slots[slot]
+        assert h is not None
+        try:
+            h.wait_ready()
+        except WorkerLost:
+            self._slots[slot] = None
+            raise
+        return h
+
+    def _start(self, slot: int) -> None:
         h = self._slots[slot]
         if h is None or not h.alive():
             if h is not None:
                 h.kill()
-            h = WorkerHandle(self._ctx, self._config(), self._opts.worker_start_timeout_s)
-            self._slots[slot] = h
-        return h
+            self._slots[slot] = WorkerHandle(self._ctx, self._config(), self._opts.worker_start_timeout_s)
 
     def _drop_slot(self, slot: int, handle: WorkerHandle) -> None:
         handle.kill()
@@ -138,6 +149,10 @@ class LocalExecutor(Executor):
                 for key in list(h.held):
                     h.send(("drop", key))
                 h.held.clear()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for diagnostics and tests)."""
+        return [h.proc.pid for h in self._slots if h is not None and h.alive() and h.proc.pid]
 
     def close(self) -> None:
         for h in self._slots:
@@ -161,6 +176,8 @@ class LocalExecutor(Executor):
         queues: list[deque[tuple[int, Candidate]]] = [deque() for _ in range(n)]
         for j, item in enumerate(items):
             queues[j % n].append(item)
+        for slot in range(min(n, len(items))):
+            self._start(slot)  # all at once: each spends about a second importing Halide
         timeouts = {"build": opts.build_timeout_s, "reference": opts.reference_timeout_s}
         inflight: dict[int, _Job] = {}
         built: list[_Job] = []

@@ -15,7 +15,7 @@ class MeasureOptions:
     ``num_threads`` (default: the core count) is set as HL_NUM_THREADS in every worker.
     ``memory_limit_mb`` caps each worker's address space (RLIMIT_AS; not applied to CUDA workers,
     whose driver reserves large virtual ranges). ``max_consecutive_errors`` failures in a row abort
-    the batch. ``builds_per_phase`` is how many candidates each build worker compiles before the
+    the batch (0: never). ``builds_per_phase`` is how many candidates each build worker compiles before the
     timing phase times them one at a time.
     """
 

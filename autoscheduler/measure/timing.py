@@ -1,7 +1,8 @@
 """Inside a worker: check a compiled candidate's output, then time it (CPU or CUDA).
 
 CPU: warm-up runs, then samples of ``repeats`` back-to-back runs each, with ``repeats`` stretched so a
-sample lasts at least ``min_sample_s``; every sample is kept, the caller takes the min.
+sample lasts at least ``min_sample_s`` (a sample that comes out shorter is retaken with more repeats);
+every sample is kept, the caller takes the min.
 CUDA: inputs are copied to the device before anything is timed, the first (warm-up) call absorbs the
 device JIT and module load, and a sample is ``repeats`` back-to-back calls followed by one
 ``device_sync`` on the outputs (Halide's Python bindings have no event API).
@@ -36,13 +37,15 @@ def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], rtol
     for i, (out, ref) in enumerate(zip(outputs, reference)):
         if out.shape != ref.shape:
             return f"output {i} has shape {out.shape}, the reference {ref.shape}"
+        if rtol == 0 and atol == 0 and out.dtype == ref.dtype and np.array_equal(out, ref):
+            continue  # exact workloads: the fast path
         a, b = out.astype(np.float64), ref.astype(np.float64)
         close = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
         if not close.all():
             bad = int(close.size - np.count_nonzero(close))
             where = tuple(int(j) for j in np.argwhere(~close)[0])
             return (f"output {i}: {bad} of {close.size} values differ from the compute_root reference "
-                    f"(first at numpy index {where}: {a[where]!r} vs {b[where]!r}; rtol={rtol}, atol={atol})")
+                    f"(first at numpy index {where}: {float(a[where])!r} vs {float(b[where])!r}; rtol={rtol}, atol={atol})")
     return None
 
 
@@ -79,4 +82,14 @@ def time_candidate(c: Compiled, *, warmup: int, n_samples: int, min_sample_s: fl
             probe *= 4
             per_run = min(per_run, _timed(c, probe) / probe)
         c.repeats = max(1, math.ceil(min_sample_s / max(per_run, 1e-9)))
-    return [_timed(c, c.repeats) / c.repeats for _ in range(n_samples)]
+    samples: list[float] = []
+    retries = 0
+    while len(samples) < n_samples:
+        took = _timed(c, c.repeats)
+        if took < min_sample_s and retries < 8:
+            # The estimate was optimistic: stretch the sample and take it again.
+            retries += 1
+            c.repeats = max(c.repeats + 1, math.ceil(c.repeats * 1.05 * min_sample_s / max(took, 1e-9)))
+            continue
+        samples.append(took / c.repeats)
+    return samples

@@ -92,27 +92,26 @@ class _State:
     """What a worker keeps between requests: inputs, reference outputs, compiled candidates."""
 
     def __init__(self, conn: Connection) -> None:
-        from .builder import InputCache
+        from .builder import LRU
         self.conn = conn
-        self.inputs = InputCache()
-        self.references: dict[tuple[Any, ...], Any] = {}
+        self.inputs = LRU()
+        self.references = LRU()
         self.compiled: dict[int, Any] = {}
-        self.candidates: dict[int, tuple[Candidate, int]] = {}  # key -> (candidate, seed)
+        self.candidates: dict[int, tuple[Candidate, Any]] = {}  # key -> (candidate, reference or None)
 
     def note(self, stage: str) -> None:
         self.conn.send(("note", stage))
 
     def reference(self, c: Candidate, seed: int) -> Any:
         from . import builder, timing
-        key = c.workload_key() + (seed,)
-        if key not in self.references:
+        def compute() -> Any:
             self.note("reference")
             w = builder.load(c, seed, self.inputs)
             ref = builder.compile_candidate(c, w, builder.root_schedule(w), builder.reference_target())
-            ref.cuda = False
             ref.run()
-            self.references[key] = timing.output_arrays(ref)
-        return self.references[key]
+            return timing.output_arrays(ref)
+
+        return self.references.get(c.workload_key() + (seed,), compute)
 
     def build(self, key: int, c: Candidate, seed: int, check: bool) -> tuple[Any, ...]:
         from . import builder
@@ -124,20 +123,21 @@ class _State:
         except Exception as e:
             return ("error", *classify(e, ErrorCode.BUILD_ERROR))
         build_s = time.perf_counter() - t0
+        ref = None
         if check:
             try:
-                self.reference(c, seed)
+                ref = self.reference(c, seed)
             except Exception as e:
                 code, msg = classify(e, ErrorCode.RUN_ERROR)
                 return ("error", code, f"the compute_root reference failed: {msg}")
         self.compiled[key] = compiled
-        self.candidates[key] = (c, seed)
+        self.candidates[key] = (c, ref)  # holding ref keeps it alive if the cache drops it
         return ("ok", {"build_s": build_s})
 
     def time(self, key: int, check: bool, warmup: int, n_samples: int,
              min_sample_s: float) -> tuple[Any, ...]:
         from . import timing
-        compiled, (c, seed) = self.compiled[key], self.candidates[key]
+        compiled, (c, ref) = self.compiled[key], self.candidates[key]
         t0 = time.perf_counter()
         try:
             if check:
@@ -147,7 +147,6 @@ class _State:
                     timing.copy_inputs_to_device(compiled, hl.Target(c.target))
                 compiled.run()
                 outputs = timing.output_arrays(compiled)
-                ref = self.references.get(c.workload_key() + (seed,))
                 if ref is not None:
                     w = compiled.workload
                     mismatch = timing.compare(outputs, ref, w.rtol, w.atol)
@@ -190,7 +189,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
                 reply = ("error", ErrorCode.RUN_ERROR.value, f"unknown request {op!r}")
         except MemoryError:
             reply = ("error", ErrorCode.OUT_OF_MEMORY.value, "MemoryError in the worker")
-        except Exception as e:  # a bug of ours, not of the candidate: report it in full
+        except Exception:  # a bug of ours, not of the candidate: report it in full
             reply = ("error", ErrorCode.RUN_ERROR.value,
                      f"internal error in the worker: {_first_lines(traceback.format_exc(), 12)}")
         conn.send(reply)
@@ -214,7 +213,11 @@ _TIMEOUT_CODES = {"build": ErrorCode.BUILD_TIMEOUT, "reference": ErrorCode.BUILD
 
 
 class WorkerHandle:
-    """The parent's end of one worker process. ``held`` are the keys of candidates it has compiled."""
+    """The parent's end of one worker process. ``held`` are the keys of candidates it has compiled.
+
+    Construction starts the process without waiting; ``wait_ready`` waits for it, so several workers
+    can start at once.
+    """
 
     def __init__(self, ctx: Any, config: WorkerConfig, start_timeout_s: float) -> None:
         self.config = config
@@ -231,10 +234,17 @@ class WorkerHandle:
         self._timeouts: dict[str, float] = {"start": start_timeout_s}
         self._limit = start_timeout_s
         self._log_offset = self._log_size()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the worker has started (imports done); WorkerLost if it cannot."""
+        if self.ready:
+            return
         reply = self.wait()
         if reply[0] != "ready":
             self.kill()
             raise WorkerLost(ErrorCode.RUN_ERROR, f"worker sent {reply!r} instead of ready")
+        self.ready = True
 
     # -- requests
     def begin(self, msg: tuple[Any, ...], timeouts: dict[str, float], stage: str) -> None:
@@ -245,7 +255,10 @@ class WorkerHandle:
         self.deadline = time.monotonic() + timeouts[stage]
         self._limit = timeouts[stage]
         self.busy = True
-        self.conn.send(msg)
+        try:
+            self.conn.send(msg)
+        except (OSError, ValueError):
+            pass  # it died since its last request: step() reports how
 
     def send(self, msg: tuple[Any, ...]) -> None:
         """A message that gets no reply (drop, exit)."""
