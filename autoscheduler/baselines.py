@@ -238,7 +238,9 @@ def _stage_dims(names: list[FuncNames], func: int, update: int | None) -> list[t
     if update is not None:
         dims += [("rvar", f"pipeline.get_func({func}).rvars({update})[{k}]")
                  for k in range(len(fn.rvars[update]))]
-    dims += [("var", f"hl.Var({a!r})") for a in fn.args]
+    # Pure dims by position, not by name: generated Funcs (propagate_adjoints) get Var names from a
+    # process-global counter, so a rebuilt pipeline's names differ from the worker's.
+    dims += [("var", f"pipeline.get_func({func}).args()[{j}]") for j in range(len(fn.args))]
     return dims
 
 
