@@ -1,0 +1,130 @@
+"""The user API: ``autoschedule(outputs, target)`` returns a ``Schedule`` for any Halide pipeline.
+
+The pipeline (Funcs with estimates) is introspected into a FunctionDAG, searched with the learned cost
+model, and the result kept as a search state that can be applied to the user's own Funcs, printed as
+a loop nest, emitted as Python source, or explained stage by stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import halide as hl
+
+from .baselines import parse_target
+from .errors import ScheduleError, ToolkitError
+from .search import SearchOptions, SearchResult, beam_search
+
+
+def as_pipeline(outputs: Any) -> hl.Pipeline:
+    """Accept a Func, a list of Funcs, or a Pipeline."""
+    if isinstance(outputs, hl.Pipeline):
+        return outputs
+    if isinstance(outputs, hl.Func):
+        return hl.Pipeline(outputs)
+    funcs = list(outputs)
+    if not funcs:
+        raise ToolkitError("empty pipeline: pass at least one output Func")
+    if not all(isinstance(f, hl.Func) for f in funcs):
+        raise ToolkitError("outputs must be Halide Funcs (or an hl.Pipeline)")
+    return hl.Pipeline(funcs)
+
+
+@dataclass
+class Candidate:
+    """One complete schedule the search kept: its predicted cost, state and Python source."""
+
+    predicted_cost: float
+    state: Any
+    source: str
+
+
+@dataclass
+class Schedule:
+    """The schedule chosen for a pipeline, with the runners-up in ``candidates`` (best first)."""
+
+    pipeline: hl.Pipeline
+    target: hl.Target
+    state: Any
+    predicted_cost: float
+    candidates: list[Candidate]
+    search: SearchResult
+    stage_costs: dict[str, float] = field(default_factory=dict)
+    _applied: bool = False
+
+    def source(self) -> str:
+        """Python schedule source (``hl`` and ``pipeline`` in scope), to paste after the algorithm."""
+        from .apply import schedule_source
+        return str(schedule_source(self.state))
+
+    def apply(self) -> "Schedule":
+        """Apply the schedule to the user's Funcs (once: Halide schedules a Func once)."""
+        if not self._applied:
+            from .apply import apply_state
+            apply_state(self.state, self.pipeline)
+            self._applied = True
+        return self
+
+    def loop_nest(self) -> str:
+        from .loop_nest import loop_nest
+        self.apply()
+        return loop_nest(self.pipeline)
+
+    def explain(self) -> str:
+        """Per-stage predicted cost and the decisions taken, outputs first."""
+        lines = [f"predicted cost {self.predicted_cost:.4g} (cost-model units); "
+                 f"{self.search.states_scored} states scored in {self.search.elapsed_s:.2f} s, "
+                 f"{self.search.passes_run} pass(es){' (fallback)' if self.search.fallback else ''}"]
+        dag = self.state.space.dag
+        by_func: dict[int, list[str]] = {}
+        for d in self.state.decisions:
+            by_func.setdefault(d.func, []).append(_decision_text(d))
+        for f in self.state.space.order:
+            node = dag.nodes[f]
+            costs = [f"{st.name}: {self.stage_costs[st.name]:.3g}" for st in node.stages
+                     if st.name in self.stage_costs]
+            lines.append(f"{node.func.name}  [{', '.join(costs) or 'no stage cost'}]")
+            for text in by_func.get(f, []):
+                lines.append(f"    {text}")
+        return "\n".join(lines)
+
+
+def _decision_text(d: Any) -> str:
+    fields = {k: v for k, v in vars(d).items() if k not in ("func",) and v is not None}
+    return f"{type(d).__name__}(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
+
+def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_size: int = 32,
+                 passes: int = 3, weights: Optional[str] = None, top_k: int = 1, seed: int = 0,
+                 dropout: int = 100, time_budget_s: float = 30.0,
+                 parallelism: Optional[int] = None) -> Schedule:
+    """Search a schedule for ``outputs`` (Funcs with estimates) on ``target`` (default: host).
+
+    ``weights``: a cost-model weights file (ours, ``.pt`` + ``.json``, or Halide's ``.weights``);
+    default: the weights shipped in the package. The schedule is not applied until ``.apply()`` (or
+    ``.loop_nest()``) is called, so the caller can compare candidates first.
+    """
+    from .cost import CostModel
+    from .dag import FunctionDAG
+    from .state import State
+
+    pipeline = as_pipeline(outputs)
+    t = target if isinstance(target, hl.Target) else parse_target(target)
+    if t.has_gpu_feature():
+        raise ToolkitError("CUDA targets are not searched yet: the GPU search space is not built; "
+                           "use a CPU target, or baselines.search(..., 'Anderson2021', target)")
+    dag = FunctionDAG.from_pipeline(pipeline)
+    initial = State.initial(dag, t, parallelism)
+    model = CostModel.load(weights, parallelism=initial.space.parallelism)
+    cost_fn = model.cost_fn(dag)
+    result = beam_search(initial, cost_fn, SearchOptions(beam_size=beam_size, passes=passes,
+                                                         dropout=dropout, seed=seed,
+                                                         time_budget_s=time_budget_s, top_k=top_k))
+    from .apply import schedule_source
+    cands = [Candidate(c, s, str(schedule_source(s))) for c, s in result.candidates]
+    stage_costs = model.stage_costs(dag, result.best)
+    return Schedule(pipeline, t, result.best, result.cost, cands, result, stage_costs)
+
+
+__all__ = ["autoschedule", "Schedule", "Candidate", "as_pipeline", "ScheduleError"]

@@ -1,0 +1,201 @@
+"""Beam search over the decision sequence, from the outputs back to the inputs.
+
+States are grouped by their next decision slot (which Func / stage / kind of decision comes next).
+Every state in a group has decided the same stages, so their partial costs (the cost model sums over
+decided stages only) are comparable. The search always expands the earliest group in decision order:
+its best ``beam_size`` states (after diversity penalties and optional random dropout) are expanded,
+all their children are scored in one batched cost-model call, and the children join the groups of
+their own next slot. Complete states have no slot and are collected last.
+
+Coarse-to-fine passes (after Adams2019): in pass k a state's cost is multiplied by how many states of
+its group with the same coarse signature (its placement decisions) were already kept, so early beams
+spread over structurally different choices; each later pass penalises children whose coarse signature
+was not among the best final states of the previous pass, refining inside the good regions.
+
+A time budget stops the search: the best complete state found so far is returned, and when none is
+complete yet, the best partial state is completed greedily. When every child is pruned (or nothing is
+returned for any reason) the fallback is compute_root everywhere with the first tiling offered.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .state import State
+from .state.decisions import WHERE_ROOT, Place
+
+CostFn = Callable[[Sequence[State]], np.ndarray]
+
+_COMPLETE = (math.inf,)
+
+
+@dataclass
+class SearchOptions:
+    """Knobs of one search. ``passes`` coarse-to-fine passes of beam ``beam_size``; ``dropout`` is
+    the percent chance that a whole pass never drops a candidate (100 = never drop, as Adams2019)."""
+
+    beam_size: int = 32
+    passes: int = 3
+    dropout: int = 100
+    seed: int = 0
+    time_budget_s: float = 30.0
+    top_k: int = 1
+
+
+@dataclass
+class SearchResult:
+    best: State
+    cost: float
+    candidates: list[tuple[float, State]]
+    states_scored: int
+    elapsed_s: float
+    passes_run: int
+    fallback: bool = False
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def _coarse(state: State) -> tuple:
+    """The coarse structure: where every decided Func is computed and stored."""
+    return tuple(d for d in state.decisions if isinstance(d, Place))
+
+
+def _slot_key(state: State, order: dict[int, int]) -> tuple:
+    if state.slot is None:
+        return _COMPLETE
+    kind, f, s = state.slot
+    return (order[f], s, {"place": 0, "inner": 1, "outer": 2}.get(kind, 3))
+
+
+def fallback_state(initial: State) -> State:
+    """compute_root for every Func with the first (parallel outer, vectorised inner) tiling offered."""
+    state = initial
+    while not state.is_complete:
+        opts = state.options()
+        roots = [d for d in opts if isinstance(d, Place) and d.where == WHERE_ROOT]
+        state = state.apply(roots[0] if roots else opts[0])
+    return state
+
+
+def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None = None) -> SearchResult:
+    opts = options or SearchOptions()
+    rng = random.Random(opts.seed)
+    start = time.perf_counter()
+    order = {f: i for i, f in enumerate(initial.space.order)} if hasattr(initial.space, "order") \
+        else _decision_order(initial)
+    n_slots = max(1, _count_slots(initial))
+    keep_p = (opts.dropout / 100.0) ** (1.0 / n_slots) if opts.dropout < 100 else 1.0
+    finals: list[tuple[float, State]] = []
+    scored = 0
+    blessed: set[tuple] = set()
+    passes_run = 0
+    for p in range(max(1, opts.passes)):
+        if time.perf_counter() - start > opts.time_budget_s and finals:
+            break
+        passes_run += 1
+        frontier: dict[tuple, list[tuple[float, State]]] = {_slot_key(initial, order): [(0.0, initial)]}
+        pass_finals: list[tuple[float, State]] = []
+        timed_out = False
+        while frontier:
+            key = min(frontier)
+            group = frontier.pop(key)
+            if key == _COMPLETE:
+                pass_finals = sorted(group, key=lambda cs: cs[0])
+                break
+            beam = _select(group, opts.beam_size, p, blessed, keep_p, rng)
+            if time.perf_counter() - start > opts.time_budget_s:
+                timed_out = True
+                # Finish the best partial state greedily so something complete comes back.
+                pass_finals = [(math.inf, _greedy_complete(beam[0][1], cost_fn))]
+                break
+            children: list[State] = []
+            seen: set[int] = set()
+            for _, st in beam:
+                for child in st.children():
+                    h = hash(child)
+                    if h in seen:
+                        continue
+                    seen.add(h)
+                    children.append(child)
+            if not children:
+                continue
+            costs = np.asarray(cost_fn(children), dtype=np.float64)
+            scored += len(children)
+            for c, child in zip(costs, children):
+                if not math.isfinite(c):
+                    continue  # pruned by the cost function
+                frontier.setdefault(_slot_key(child, order), []).append((float(c), child))
+        if pass_finals:
+            best_cost = pass_finals[0][0]
+            blessed = {_coarse(s) for c, s in pass_finals[: opts.beam_size] if c <= 1.2 * best_cost}
+            finals.extend(pass_finals)
+        if timed_out:
+            break
+    elapsed = time.perf_counter() - start
+    uniq: dict[int, tuple[float, State]] = {}
+    for c, s in finals:
+        if s.is_complete and (hash(s) not in uniq or c < uniq[hash(s)][0]):
+            uniq[hash(s)] = (c, s)
+    ranked = sorted(uniq.values(), key=lambda cs: cs[0])
+    if not ranked:
+        fb = fallback_state(initial)
+        return SearchResult(fb, float("nan"), [(float("nan"), fb)], scored, elapsed, passes_run, True)
+    return SearchResult(ranked[0][1], ranked[0][0], ranked[: max(1, opts.top_k)], scored, elapsed,
+                        passes_run)
+
+
+def _select(group: list[tuple[float, State]], beam: int, pass_index: int, blessed: set[tuple],
+            keep_p: float, rng: random.Random) -> list[tuple[float, State]]:
+    """The states of one group to expand: best first, with coarse-to-fine penalties and dropout."""
+    group = sorted(group, key=lambda cs: cs[0])
+    counts: dict[tuple, int] = {}
+    adjusted: list[tuple[float, int, State]] = []
+    for i, (cost, st) in enumerate(group):
+        sig = _coarse(st)
+        n = counts.get(sig, 0)
+        counts[sig] = n + 1
+        penalty = 1.0 + n if pass_index == 0 else 1.0 + 0.25 * n
+        if pass_index > 0 and blessed and not any(sig == b[: len(sig)] for b in blessed):
+            penalty += 10.0
+        adjusted.append((cost * penalty if cost > 0 else cost + penalty - 1.0, i, st))
+    adjusted.sort(key=lambda t: (t[0], t[1]))
+    chosen: list[tuple[float, State]] = []
+    for k, (c, _, st) in enumerate(adjusted):
+        if len(chosen) >= beam:
+            break
+        last = k == len(adjusted) - 1 and not chosen
+        if keep_p < 1.0 and not last and rng.random() > keep_p:
+            continue
+        chosen.append((c, st))
+    return chosen
+
+
+def _greedy_complete(state: State, cost_fn: CostFn) -> State:
+    while not state.is_complete:
+        kids = state.children()
+        costs = np.asarray(cost_fn(kids), dtype=np.float64)
+        costs[~np.isfinite(costs)] = np.inf
+        state = kids[int(np.argmin(costs))] if np.isfinite(costs).any() else fallback_state(state)
+    return state
+
+
+def _decision_order(initial: State) -> dict[int, int]:
+    """Func index -> position in decision order (outputs first), read off the state's slots."""
+    order: dict[int, int] = {}
+    st: Optional[State] = initial
+    while st is not None and st.slot is not None:
+        f = st.slot[1]
+        if f not in order:
+            order[f] = len(order)
+        roots = [d for d in st.options() if isinstance(d, Place) and d.where == WHERE_ROOT]
+        st = st.apply(roots[0] if roots else st.options()[0])
+    return order
+
+
+def _count_slots(initial: State) -> int:
+    return len(fallback_state(initial).decisions)
