@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 
 from .errors import ToolkitError
 
-SCHEDULE_CHOICES = ("root", "default", "Adams2019", "Anderson2021", "Li2018", "Mullapudi2016")
+SCHEDULE_CHOICES = ("auto", "random", "root", "default", "Adams2019", "Anderson2021", "Li2018",
+                    "Mullapudi2016")
 
 
 def _parse_sizes(items: Sequence[str]) -> dict[str, int]:
@@ -43,43 +44,85 @@ def _resolve_sizes(spec: Any, args: argparse.Namespace) -> dict[str, int]:
         raise ToolkitError(str(e)) from None
 
 
+def _load_from_file(path: str, func_name: str) -> tuple[Any, Any]:
+    """Run a user's Python file and call its ``func_name()``; returns (outputs, pipeline)."""
+    import importlib.util
+    import os
+    from .autoschedule import as_pipeline
+    if not os.path.exists(path):
+        raise ToolkitError(f"--from-file: no such file '{path}'")
+    mod_spec = importlib.util.spec_from_file_location("user_pipeline", path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise ToolkitError(f"--from-file: cannot load '{path}' as Python")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise ToolkitError(f"--from-file: '{path}' has no function '{func_name}()' returning the output "
+                           "Funcs (name it with --func)")
+    outputs = fn()
+    return outputs, as_pipeline(outputs)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import halide_pipelines
     from . import baselines, schedules
     from .loop_nest import loop_nest
     from .errors import UnknownPipelineError
 
-    try:
-        spec = halide_pipelines.get(args.pipeline)
-    except halide_pipelines.UnknownPipelineError as e:
-        raise UnknownPipelineError(str(e)) from None
     target = baselines.parse_target(args.target)
-    sizes = _resolve_sizes(spec, args)
-    built = spec.build(**sizes)
-    pipeline = built.pipeline()
+    spec = None
+    built = None
+    if args.from_file:
+        outputs, pipeline = _load_from_file(args.from_file, args.entry)
+        sizes: dict[str, int] = {}
+        name = args.from_file
+    else:
+        if not args.pipeline:
+            raise ToolkitError("name a bundled pipeline (see `autoschedule list`) or use --from-file")
+        try:
+            spec = halide_pipelines.get(args.pipeline)
+        except halide_pipelines.UnknownPipelineError as e:
+            raise UnknownPipelineError(str(e)) from None
+        sizes = _resolve_sizes(spec, args)
+        built = spec.build(**sizes)
+        pipeline = built.pipeline()
+        name = spec.name
 
     if args.describe:
         from .dag import FunctionDAG, describe
         print(describe(FunctionDAG.from_pipeline(pipeline)))
 
-    info: dict[str, Any] = {"pipeline": spec.name, "sizes": sizes, "target": str(target),
+    info: dict[str, Any] = {"pipeline": name, "sizes": sizes, "target": str(target),
                             "schedule": args.schedule}
-    print(f"# {spec.name} {sizes} schedule={args.schedule} target={target}")
+    print(f"# {name} {sizes} schedule={args.schedule} target={target}")
     gpu = target.has_gpu_feature()
     timing: dict[str, float] | None = None
-    if args.schedule in schedules.NAMED:
-        source: str | None = schedules.named_source(args.schedule, pipeline)
+    source: str | None
+    nest: str
+    if args.schedule in schedules.NAMED or args.schedule in ("auto", "random"):
+        if args.schedule == "auto":
+            source = _autoschedule_source(args, pipeline, target, spec, sizes, info)
+        elif args.schedule == "random":
+            from .apply import schedule_source
+            from .dag import FunctionDAG
+            from .state import random_state
+            source = str(schedule_source(random_state(FunctionDAG.from_pipeline(pipeline), target,
+                                                      args.seed)))
+        else:
+            source = schedules.named_source(args.schedule, pipeline)
         schedules.apply_source(source or "", pipeline)
         nest = loop_nest(pipeline)
-        if args.repeats > 0 and not gpu:
+        if args.repeats > 0 and not gpu and spec is not None and built is not None:
             from .timing import time_pipeline
             timing = time_pipeline(built, pipeline, spec.make_inputs(0, **sizes), target,
                                    repeats=args.repeats)
     else:
         # The plugin searches, and its schedule is timed, in a worker process (a plugin can abort).
-        result = baselines.search(pipeline, args.schedule, None, target, spec=(spec.name, sizes),
+        result = baselines.search(pipeline, args.schedule, None, target,
+                                  spec=(spec.name, sizes) if spec is not None else None,
                                   timeout_s=args.search_timeout,
-                                  time_repeats=0 if gpu else args.repeats)
+                                  time_repeats=0 if gpu or spec is None else args.repeats)
         info["search_time_s"] = round(result.search_time_s, 3)
         print(f"# search time: {result.search_time_s:.2f} s")
         source, nest = result.python_source, result.loop_nest
@@ -95,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if source is None:
             raise ToolkitError(f"cannot emit {args.schedule}'s schedule as Python source")
         with open(args.emit, "w") as fh:
-            fh.write(f"# Schedule for {spec.name} {sizes}, target {target}\n" + source)
+            fh.write(f"# Schedule for {name} {sizes}, target {target}\n" + source)
         print(f"# schedule written to {args.emit}")
     if args.print_loop_nest:
         print(nest, end="")
@@ -105,9 +148,53 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"median {timing['median_ms']:.3f} ms over {args.repeats} samples")
     elif gpu:
         print("# GPU target: nothing was measured (schedules for CUDA are timed on a GPU machine)")
+    elif spec is None:
+        print("# a pipeline from --from-file is not timed by `run` (no inputs to run it on)")
+    if (args.schedule == "auto" and args.reference and spec is not None and not gpu
+            and args.repeats > 0):
+        ref = baselines.search(spec.build(**sizes).pipeline(), "Adams2019", None, target,
+                               spec=(spec.name, sizes), timeout_s=args.search_timeout,
+                               time_repeats=args.repeats)
+        ref_ms = ref.extra["timing"]["min_ms"]
+        info["adams2019_ms"] = ref_ms
+        info["adams2019_search_s"] = ref.search_time_s
+        ratio = f"; ours / Adams2019 = {timing['min_ms'] / ref_ms:.2f}" if timing else ""
+        print(f"# reference: Adams2019 run min {ref_ms:.3f} ms, search {ref.search_time_s:.2f} s{ratio}")
     if args.json:
         print(json.dumps(info))
     return 0
+
+
+def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, spec: Any,
+                         sizes: dict[str, int], info: dict[str, Any]) -> str:
+    from .autoschedule import autoschedule
+    sched = autoschedule(pipeline, target, beam_size=args.beam_size, passes=args.passes,
+                         weights=args.weights, top_k=max(1, args.benchmark_top), seed=args.seed,
+                         time_budget_s=args.time_budget)
+    info["search_time_s"] = round(sched.search.elapsed_s, 3)
+    info["predicted_cost"] = sched.predicted_cost
+    print(f"# search: {sched.search.states_scored} states scored in {sched.search.elapsed_s:.2f} s; "
+          f"predicted cost {sched.predicted_cost:.4g}")
+    source = sched.candidates[0].source
+    if args.benchmark_top > 1:
+        if spec is None or target.has_gpu_feature():
+            print("# --benchmark-top: nothing measured (needs a bundled pipeline and a CPU target)")
+            return source
+        from .measure import Candidate, MeasureOptions, measure_batch
+        cands = [Candidate(spec.name, sizes, c.source, target=str(target), predicted_cost=c.predicted_cost)
+                 for c in sched.candidates]
+        results = measure_batch(cands, MeasureOptions(n_samples=3, min_sample_s=0.05, progress=False,
+                                                      max_consecutive_errors=0))
+        ok = [(r.statistic, i) for i, r in enumerate(results) if r.ok]
+        for i, r in enumerate(results):
+            print(f"#   candidate {i}: predicted {sched.candidates[i].predicted_cost:.4g}, "
+                  + (f"measured {r.statistic * 1e3:.3f} ms" if r.ok else f"{r.code.name}: {r.message}"))
+        if ok:
+            best = min(ok)[1]
+            info["benchmark_top_pick"] = best
+            print(f"# --benchmark-top {args.benchmark_top}: keeping candidate {best}")
+            source = sched.candidates[best].source
+    return source
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,10 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("run", help="schedule a bundled pipeline, print its loop nest, time it")
-    sp.add_argument("pipeline", help="a name from `autoschedule list`")
-    sp.add_argument("--schedule", default="Adams2019", choices=SCHEDULE_CHOICES,
-                    help="root = compute_root everything; default = Halide's all-inline; "
-                         "or one of Halide's autoschedulers (default: Adams2019)")
+    sp.add_argument("pipeline", nargs="?", help="a name from `autoschedule list`")
+    sp.add_argument("--schedule", default="auto", choices=SCHEDULE_CHOICES,
+                    help="auto = our beam search (default); random = a random legal state (--seed); "
+                         "root = compute_root everything; default = Halide's all-inline; "
+                         "or one of Halide's autoschedulers")
+    sp.add_argument("--from-file", metavar="FILE", help="a Python file with a function returning the "
+                    "output Funcs (with estimates) of your own pipeline")
+    sp.add_argument("--func", dest="entry", default="pipeline", help="the function --from-file calls (default: pipeline)")
+    sp.add_argument("--seed", type=int, default=0, help="seed for --schedule random and search dropout")
+    sp.add_argument("--beam-size", type=int, default=32)
+    sp.add_argument("--passes", type=int, default=3)
+    sp.add_argument("--time-budget", type=float, default=30.0, help="search time budget in seconds")
+    sp.add_argument("--weights", help="cost-model weights (.pt with .json, or Halide .weights)")
+    sp.add_argument("--benchmark-top", type=int, default=1, metavar="K",
+                    help="measure the K best predicted schedules (isolated) and keep the fastest")
+    sp.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="do not time Adams2019 as a reference line")
     sp.add_argument("--target", default="host", help="Halide target string (default: host)")
     sp.add_argument("--size", action="append", metavar="NAME=N", help="override a size parameter")
     sp.add_argument("--small", action="store_true", help="use the workload's small test sizes")
