@@ -1,0 +1,102 @@
+"""Beam search and the autoschedule() API: every schedule returned is legal and correct."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import halide as hl
+import halide_pipelines
+from autoscheduler.autoschedule import autoschedule
+from autoscheduler.errors import EstimateError, ToolkitError
+from autoscheduler.schedules import apply_source, root_source
+
+SEARCH = dict(beam_size=4, passes=1, time_budget_s=20.0)
+
+
+def _root_outputs(spec, sizes, inputs):
+    built = spec.build(**sizes)
+    p = built.pipeline()
+    apply_source(root_source(p), p)
+    return halide_pipelines.realize(built, inputs, pipeline=p)
+
+
+def _check(spec, built, p, sizes, seed=0):
+    inputs = spec.make_inputs(seed, **sizes)
+    got = halide_pipelines.realize(built, inputs, pipeline=p)
+    want = _root_outputs(spec, sizes, inputs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=max(spec.rtol, 1e-5), atol=max(spec.atol, 1e-6))
+
+
+@pytest.mark.parametrize("name", halide_pipelines.names())
+def test_searched_schedule_is_legal_and_reproduces_root(name):
+    spec = halide_pipelines.get(name)
+    sizes = spec.sizes(**spec.test_sizes)
+    built = spec.build(**sizes)
+    sched = autoschedule(built.outputs, **SEARCH)
+    assert np.isfinite(sched.predicted_cost) and sched.predicted_cost > 0
+    sched.apply()
+    _check(spec, built, sched.pipeline, sizes)
+
+
+@pytest.mark.parametrize("seed", [1, 5, 11, 23])
+def test_random_pipelines_get_correct_schedules(seed):
+    spec = halide_pipelines.get(f"random_{seed}")
+    sizes = spec.sizes(**spec.test_sizes)
+    built = spec.build(**sizes)
+    sched = autoschedule(built.outputs, **SEARCH)
+    sched.apply()
+    _check(spec, built, sched.pipeline, sizes)
+
+
+def test_schedule_searched_at_one_size_runs_at_other_sizes():
+    """Searched for the estimates, realized on odd sizes and on sizes smaller than a tile."""
+    spec = halide_pipelines.get("blur")
+    for sizes in ({"width": 37, "height": 29}, {"width": 5, "height": 3}):
+        est = spec.sizes(width=400, height=300)
+        built = spec.build(**est)
+        source = autoschedule(built.outputs, **SEARCH).source()
+        small = spec.build(**spec.sizes(**sizes))
+        p = small.pipeline()
+        apply_source(source, p)
+        _check(spec, small, p, spec.sizes(**sizes))
+
+
+def test_top_k_candidates_are_ranked_and_distinct():
+    spec = halide_pipelines.get("conv_layer")
+    built = spec.build(**spec.test_sizes)
+    sched = autoschedule(built.outputs, beam_size=8, passes=2, top_k=4)
+    costs = [c.predicted_cost for c in sched.candidates]
+    assert costs == sorted(costs) and len(costs) >= 2
+    assert len({c.source for c in sched.candidates}) == len(costs)
+    text = sched.explain()
+    import re
+    assert re.search(r"conv(\$\d+)?\.update\(0\)", text) and "Place(" in text
+
+
+def test_missing_estimate_is_a_one_line_error():
+    x = hl.Var("x")
+    f = hl.Func("f")
+    f[x] = x * 2
+    with pytest.raises(EstimateError) as info:
+        autoschedule(f)
+    assert "\n" not in str(info.value) and "f" in str(info.value)
+
+
+def test_empty_pipeline_and_cuda_target_are_clear_errors():
+    with pytest.raises(ToolkitError, match="empty pipeline"):
+        autoschedule([])
+    spec = halide_pipelines.get("blur")
+    with pytest.raises(ToolkitError, match="CUDA"):
+        autoschedule(spec.build(**spec.test_sizes).outputs, "host-cuda")
+
+
+def test_time_budget_still_returns_a_complete_legal_schedule():
+    spec = halide_pipelines.get("local_laplacian")
+    sizes = spec.sizes(**spec.test_sizes)
+    built = spec.build(**sizes)
+    sched = autoschedule(built.outputs, beam_size=8, passes=3, time_budget_s=0.5)
+    assert sched.state.is_complete
+    sched.apply()
+    _check(spec, built, sched.pipeline, sizes)
