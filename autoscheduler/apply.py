@@ -1,0 +1,253 @@
+"""Turn a complete search state into Halide scheduling: Python schedule source, applied, printed.
+
+The source follows the toolkit's convention (``autoscheduler.schedules``): it runs with ``hl`` and
+``pipeline`` in scope, names Funcs ``pipeline.get_func(i)`` (realization order), makes Vars by name
+and takes RVars from ``pipeline.get_func(i).rvars(update)[k]``. It is meant to be read and pasted:
+one block per Func, outputs first (the order decisions are made in).
+
+Notes on the Halide calls emitted:
+
+- ``compute_at(consumer, var)`` / ``store_at`` use Halide's stage wildcard (the loop ``var`` of any
+  stage of the consumer; Halide injects the producer only where it is used). Explicit stage indices
+  (``hl.LoopLevel(f, v, stage)``) fail Halide's validity check for split loops, and the search state
+  never computes a producer at a loop of one stage when another stage of the same consumer uses it.
+- Tails: GuardWithIf for outputs and for Funcs whose larger region would read an input buffer
+  further; RoundUp elsewhere (cheaper, and legal because only intermediate allocations grow). No
+  ShiftInwards (it needs extent >= factor) and no ``Func.bound``: the schedule works at any size,
+  including sizes smaller than a tile.
+- Non-output Funcs vectorised along a dimension other than their first store that dimension
+  innermost (``reorder_storage``), as Adams2019 does.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Any, Optional
+
+import halide as hl
+
+from .errors import ScheduleError
+from .ir import strip_suffix
+from .loop_nest import loop_nest
+from .schedules import apply_source, pipeline_funcs
+from .state import State, StagePlan
+from .state.decisions import WHERE_AT, WHERE_INLINE, LoopRef
+
+_RESERVED = {"hl", "pipeline"}
+
+
+def _ident(name: str) -> str:
+    s = re.sub(r"\W", "_", name)
+    if not s or s[0].isdigit():
+        s = "_" + s
+    if keyword.iskeyword(s) or s in _RESERVED:
+        s += "_"
+    return s
+
+
+class _Names:
+    """Python identifiers of the Funcs, Vars and RVars the source mentions."""
+
+    def __init__(self, state: State) -> None:
+        space = state.space
+        self.space = space
+        self.var_decls: dict[str, str] = {}      # Halide Var name -> identifier (declared at the top)
+        for f in space.order:
+            node = space.node(f)
+            bases = space.bases[f]
+            for d, a in enumerate(node.args):
+                if bases[d] == a:
+                    self.var_decls[a] = a
+            plans = [state.plan(f, s) for s in range(len(node.stages))]
+            for plan in plans:
+                if plan is None:
+                    continue
+                for sp in plan.splits:
+                    for n in (sp.outer, sp.inner):
+                        if n not in node.args:
+                            self.var_decls[n] = n
+                for _, _, fused in plan.fuses:
+                    self.var_decls[fused] = fused
+        taken = set(self.var_decls.values()) | _RESERVED
+        for f in space.order:
+            taken.update(b for b in space.bases[f])
+        self.rvar_ids: dict[tuple[int, int, int], str] = {}
+        for f in space.order:
+            for s, st in enumerate(space.node(f).stages):
+                for k, rv in enumerate(st.definition.rvars):
+                    ident = _ident(strip_suffix(rv.var))
+                    while ident in taken:
+                        ident += "_r"
+                    self.rvar_ids[(f, s, k)] = ident
+        taken |= set(self.rvar_ids.values())
+        self.func: dict[int, str] = {}
+        for f in space.order:
+            ident = _ident(strip_suffix(space.node(f).name))
+            if ident in taken:
+                ident = f"{ident}_{f}"
+            while ident in taken:
+                ident += "_"
+            taken.add(ident)
+            self.func[f] = ident
+
+    def var(self, f: int, name: str) -> str:
+        """Identifier of Halide Var ``name`` inside the block of Func ``f``."""
+        node = self.space.node(f)
+        if name in node.args:
+            d = node.args.index(name)
+            b = self.space.bases[f][d]
+            return name if b == name else b
+        return self.var_decls[name]
+
+
+def _loop_expr(state: State, names: _Names, ref: LoopRef) -> str:
+    """The Var of a consumer's loop, as the compute_at / store_at argument."""
+    plan = state.plan(ref.func, ref.stage)
+    assert plan is not None
+    var = plan.loop(ref.level, ref.dim).var
+    node = state.space.node(ref.func)
+    if var in node.args and state.space.bases[ref.func][node.args.index(var)] != var:
+        return f"{names.func[ref.func]}.args()[{node.args.index(var)}]"  # auto-named: differs per build
+    return names.var_decls[var]
+
+
+def _stage_calls(state: State, names: _Names, plan: StagePlan) -> list[str]:
+    f = plan.func
+    rv = {state.space.stage(f, plan.stage).definition.rvars[k].var: names.rvar_ids[(f, plan.stage, k)]
+          for k in range(len(state.space.stage(f, plan.stage).definition.rvars))}
+
+    def v(name: str) -> str:
+        return rv[name] if name in rv else names.var(f, name)
+
+    calls = []
+    for sp in plan.splits:
+        calls.append(f".split({v(sp.old)}, {v(sp.outer)}, {v(sp.inner)}, {sp.factor}, "
+                     f"hl.TailStrategy.{sp.tail})")
+    if plan.order:
+        calls.append(f".reorder({', '.join(v(n) for n in plan.order)})")
+    for inner, outer, fused in plan.fuses:
+        calls.append(f".fuse({v(inner)}, {v(outer)}, {v(fused)})")
+    if plan.parallel is not None:
+        calls.append(f".parallel({v(plan.parallel)})")
+    if plan.vectorize is not None:
+        calls.append(f".vectorize({v(plan.vectorize[0])})")
+    for n in plan.unroll:
+        calls.append(f".unroll({v(n)})")
+    return calls
+
+
+def _describe_place(state: State, f: int) -> str:
+    p = state.placement(f)
+    assert p is not None
+    if p.where != WHERE_AT:
+        return f"compute_{p.where}"
+    assert p.at is not None
+    space = state.space
+
+    def loop_name(ref: LoopRef) -> str:
+        plan = state.plan(ref.func, ref.stage)
+        assert plan is not None
+        stage = space.stage(ref.func, ref.stage)
+        return f"{strip_suffix(stage.name)} loop {plan.loop(ref.level, ref.dim).var}"
+
+    text = f"computed at {loop_name(p.at)}"
+    if p.store_at is not None:
+        text += f", stored at {loop_name(p.store_at)}"
+    return text
+
+
+def schedule_source(state: State) -> str:
+    """Python schedule source of a complete state (see the module doc for its conventions)."""
+    if not state.is_complete:
+        raise ScheduleError(f"cannot emit a schedule for an incomplete state ({state!r})")
+    space = state.space
+    names = _Names(state)
+    out = [f"# Schedule from autoscheduler.state: {state.num_decisions} decisions, target "
+           f"{space.target}, parallelism {space.parallelism}"]
+    for f in space.order:
+        out.append(f"{names.func[f]} = pipeline.get_func({f})")
+    for name in sorted(names.var_decls):
+        out.append(f"{names.var_decls[name]} = hl.Var({name!r})")
+    for f in space.order:
+        node = space.node(f)
+        h = names.func[f]
+        p = state.placement(f)
+        assert p is not None
+        out.append("")
+        out.append(f"# {strip_suffix(node.name)}: {_describe_place(state, f)}")
+        if p.where == WHERE_INLINE:
+            out.append(f"{h}.compute_inline()")
+            continue
+        auto = [d for d, a in enumerate(node.args) if space.bases[f][d] != a]
+        if auto:
+            idents = [space.bases[f][d] if d in auto else "_" for d in range(len(node.args))]
+            out.append(f"{', '.join(idents)}{',' if len(idents) == 1 else ''} = {h}.args()")
+        if p.where == WHERE_AT:
+            assert p.at is not None
+            out.append(f"{h}.compute_at({names.func[p.at.func]}, {_loop_expr(state, names, p.at)})")
+            if p.store_at is not None:
+                out.append(f"{h}.store_at({names.func[p.store_at.func]}, "
+                           f"{_loop_expr(state, names, p.store_at)})")
+        elif not node.is_output:
+            out.append(f"{h}.compute_root()")
+        first = state.inner(f, 0)
+        if (not node.is_output and first is not None and first.vector_dim not in (None, 0)
+                and len(node.args) > 1):
+            order = [first.vector_dim] + [d for d in range(len(node.args)) if d != first.vector_dim]
+            out.append(f"{h}.reorder_storage({', '.join(names.var(f, node.args[d]) for d in order)})")
+        for s, st in enumerate(node.stages):
+            plan = state.plan(f, s)
+            assert plan is not None
+            rvars = st.definition.rvars
+            if rvars and any(n in {rv.var for rv in rvars} for n in plan.order):
+                ids = [names.rvar_ids[(f, s, k)] for k in range(len(rvars))]
+                out.append(f"{', '.join(ids)}{',' if len(ids) == 1 else ''} = {h}.rvars({s - 1})")
+            calls = _stage_calls(state, names, plan)
+            if not calls:
+                continue
+            head = h if s == 0 else f"{h}.update({s - 1})"
+            if len(calls) == 1:
+                out.append(head + calls[0])
+            else:
+                out.append(f"({head}")
+                out.extend(f"    {c}" for c in calls[:-1])
+                out.append(f"    {calls[-1]})")
+    return "\n".join(out) + "\n"
+
+
+def check_pipeline(state: State, pipeline: hl.Pipeline) -> None:
+    """The pipeline must have the state's Funcs, in the same realization order."""
+    funcs = pipeline_funcs(pipeline)
+    want = [strip_suffix(n.name) for n in state.space.dag.nodes]
+    have = [strip_suffix(f.name()) for f in funcs]
+    if want != have:
+        raise ScheduleError(f"the pipeline's Funcs ({len(have)}) are not the ones the state was built for "
+                            f"({len(want)}); build the same algorithm")
+    for f in state.space.order:
+        node = state.space.node(f)
+        if funcs[f].num_update_definitions() != len(node.stages) - 1 or funcs[f].dimensions() != node.dimensions:
+            raise ScheduleError(f"Func {f} ({have[f]}) differs from the state's in stages or dimensions")
+
+
+def apply_state(state: State, pipeline: hl.Pipeline, source: Optional[str] = None) -> str:
+    """Schedule the pipeline's Funcs as ``state`` says; returns the source that was applied."""
+    check_pipeline(state, pipeline)
+    src = schedule_source(state) if source is None else source
+    apply_source(src, pipeline)
+    return src
+
+
+def state_loop_nest(state: State, pipeline: hl.Pipeline) -> str:
+    """Apply ``state`` to the (unscheduled) pipeline and return Halide's loop nest printout."""
+    apply_state(state, pipeline)
+    return loop_nest(pipeline)
+
+
+def apply(state: State, outputs: Any) -> str:
+    """Apply ``state`` to the user's output Funcs (a Func, a list of Funcs, or an hl.Pipeline)."""
+    if isinstance(outputs, hl.Pipeline):
+        p = outputs
+    else:
+        p = hl.Pipeline(outputs if isinstance(outputs, list) else [outputs])
+    return apply_state(state, p)

@@ -1,0 +1,843 @@
+"""Adams2019's loop-nest tree, built from our search state, and ``LoopNest::compute_features``.
+
+Our state describes each stage with at most four kinds of loops (``state.plan``): an outer tile
+level (serial, or fused into one parallel task loop at the root), the inner loops (one per pure
+dimension, RVars innermost when nothing is unrolled), an unrolled register tile (RVars just outside
+it), and the vector loop. Adams2019's ``LoopNest`` is a chain of *levels* per stage, each level
+holding a size for every loop of the stage. The chain of a stage is built here as
+
+    [outer level] -> [inner level, cut below every loop a producer is computed or stored at]
+                  -> [unrolled level, with the RVars] -> [vector level]
+
+where a level of all-ones sizes is dropped unless it is the level just above the vector level
+(Adams2019's original compute site, whose bounds are a single representative vector), a level a
+producer is computed or stored at, or a parallel task level. Sizes are in Adams2019's units: the
+vectorised dimension counts vectors in every level above the vector level. Bounds of a level are
+the region one iteration of it covers, computed exactly as Adams2019 does: the level just above the
+vector level covers one vector in the middle of the stage's range at its compute site, every other
+level the middle tile of its parent split by its sizes (``ceil(extent / size)``).
+
+``compute_features`` is a line-by-line port of ``LoopNest::compute_features`` (Halide
+``src/autoschedulers/adams2019/LoopNest.cpp``), run on one root child (a "group") at a time; the
+root-level parts that mix groups (working set at root, inlined Funcs, bytes at root) are done by
+the caller (``featurizer.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from cost_model.features_layout import NUM_SCHEDULE_FEATURES
+from cost_model.features_layout import SCHEDULE_FEATURE_INDEX as _FI
+
+from .adams_dag import (EMPTY_MAX, EMPTY_MIN, AdamsDag, AEdge, AStage, Jac, SpanList, ceil_div, jac_entry,
+                        jac_mul)
+
+NF = NUM_SCHEDULE_FEATURES
+# feature indices, from the one source of truth (cost_model.features_layout)
+F_NUM_REALIZATIONS = _FI["num_realizations"]
+F_NUM_PRODUCTIONS = _FI["num_productions"]
+F_PC_PER_REALIZATION = _FI["points_computed_per_realization"]
+F_PC_PER_PRODUCTION = _FI["points_computed_per_production"]
+F_PC_TOTAL = _FI["points_computed_total"]
+F_PC_MINIMUM = _FI["points_computed_minimum"]
+F_INNERMOST_LOOP_EXTENT = _FI["innermost_loop_extent"]
+F_INNERMOST_PURE_LOOP_EXTENT = _FI["innermost_pure_loop_extent"]
+F_UNROLLED_LOOP_EXTENT = _FI["unrolled_loop_extent"]
+F_INNER_PARALLELISM = _FI["inner_parallelism"]
+F_OUTER_PARALLELISM = _FI["outer_parallelism"]
+F_BYTES_AT_REALIZATION = _FI["bytes_at_realization"]
+F_BYTES_AT_PRODUCTION = _FI["bytes_at_production"]
+F_BYTES_AT_ROOT = _FI["bytes_at_root"]
+F_INNERMOST_BYTES_AT_REALIZATION = _FI["innermost_bytes_at_realization"]
+F_INNERMOST_BYTES_AT_PRODUCTION = _FI["innermost_bytes_at_production"]
+F_INNERMOST_BYTES_AT_ROOT = _FI["innermost_bytes_at_root"]
+F_INLINED_CALLS = _FI["inlined_calls"]
+F_UNIQUE_BYTES_READ_PER_REALIZATION = _FI["unique_bytes_read_per_realization"]
+F_UNIQUE_LINES_READ_PER_REALIZATION = _FI["unique_lines_read_per_realization"]
+F_ALLOCATION_BYTES_READ_PER_REALIZATION = _FI["allocation_bytes_read_per_realization"]
+F_WORKING_SET = _FI["working_set"]
+F_VECTOR_SIZE = _FI["vector_size"]
+F_NATIVE_VECTOR_SIZE = _FI["native_vector_size"]
+F_NUM_VECTORS = _FI["num_vectors"]
+F_NUM_SCALARS = _FI["num_scalars"]
+F_SCALAR_LOADS_PER_VECTOR = _FI["scalar_loads_per_vector"]
+F_VECTOR_LOADS_PER_VECTOR = _FI["vector_loads_per_vector"]
+F_SCALAR_LOADS_PER_SCALAR = _FI["scalar_loads_per_scalar"]
+F_BYTES_AT_TASK = _FI["bytes_at_task"]
+F_INNERMOST_BYTES_AT_TASK = _FI["innermost_bytes_at_task"]
+F_UNIQUE_BYTES_READ_PER_VECTOR = _FI["unique_bytes_read_per_vector"]
+F_UNIQUE_LINES_READ_PER_VECTOR = _FI["unique_lines_read_per_vector"]
+F_UNIQUE_BYTES_READ_PER_TASK = _FI["unique_bytes_read_per_task"]
+F_UNIQUE_LINES_READ_PER_TASK = _FI["unique_lines_read_per_task"]
+F_WORKING_SET_AT_TASK = _FI["working_set_at_task"]
+F_WORKING_SET_AT_PRODUCTION = _FI["working_set_at_production"]
+F_WORKING_SET_AT_REALIZATION = _FI["working_set_at_realization"]
+F_WORKING_SET_AT_ROOT = _FI["working_set_at_root"]
+
+UNROLL_LIMIT = 12
+
+Bound = tuple[SpanList, SpanList, list[SpanList]]   # (required, computed, loops per stage)
+Entry = tuple[int, int, Optional[tuple[str, int]]]  # (stage loop index, size, cut key)
+
+
+class LN:
+    """One level of Adams2019's loop nest (``LoopNest``); ``f == -1`` is the root."""
+
+    __slots__ = ("f", "st", "size", "children", "inlined", "store_at", "innermost", "parallel", "vector_dim",
+                 "vli", "bounds", "parent", "depth", "unrolled", "key", "vsize")
+
+    def __init__(self, f: int, st: Optional[AStage], size: list[int]) -> None:
+        self.f = f
+        self.st = st
+        self.size = size
+        self.children: list[LN] = []
+        self.inlined: list[tuple[int, int]] = []
+        self.store_at: list[int] = []
+        self.innermost = False
+        self.parallel = False
+        self.vector_dim = -1
+        self.vli = -1
+        self.bounds: dict[int, Bound] = {}
+        self.parent: Optional[LN] = None
+        self.depth = 0
+        self.unrolled = False   # this level is our unrolled register tile
+        # (Func, stage, spans of one iteration of this level): all get_bounds(f) depend on
+        self.key: Any = None
+        self.vsize = 0          # vector width of this stage's chain
+
+    @property
+    def is_root(self) -> bool:
+        return self.f < 0
+
+    def describe(self, names: Sequence[str], prefix: str = "") -> list[str]:
+        """Lines in the format of Adams2019's ``LoopNest::dump``, without its ``c`` (constant extent)
+        and ``t`` (tileable) marks; ``names[f]`` is Func ``f``'s name."""
+        out: list[str] = []
+        if not self.is_root:
+            assert self.st is not None
+            sizes = " ".join(f"{s}v" if (self.innermost and i == self.vli) else str(s)
+                             for i, s in enumerate(self.size))
+            tail = " *" if self.innermost else (" p" if self.parallel else "")
+            head = f"{names[self.f]} {sizes}" if sizes else names[self.f]
+            out.append(f"{prefix}{head} ({self.vli}, {self.vector_dim}){tail}")
+            prefix += " "
+        for f in self.store_at:
+            out.append(f"{prefix}realize: {names[f]}")
+        for c in reversed(self.children):
+            out.extend(c.describe(names, prefix))
+        for f, n in self.inlined:
+            out.append(f"{prefix}inlined: {names[f]} {n}")
+        return out
+
+
+class Site:
+    """``LoopNest::Sites`` of one stage."""
+
+    __slots__ = ("compute", "store", "produce", "innermost", "task", "inlined", "vector_dim")
+
+    def __init__(self) -> None:
+        self.compute: Optional[LN] = None
+        self.store: Optional[LN] = None
+        self.produce: Optional[LN] = None
+        self.innermost: Optional[LN] = None
+        self.task: Optional[LN] = None
+        self.inlined = False
+        # vector dim of the produce node (for producers scheduled in other groups: no node here)
+        self.vector_dim = -1
+
+    @property
+    def scheduled(self) -> bool:
+        return self.produce is not None or self.vector_dim >= 0
+
+
+class GroupContext:
+    """Everything ``compute_features`` needs while featurizing one group."""
+
+    def __init__(self, ad: AdamsDag, root: LN, parallelism: int) -> None:
+        self.ad = ad
+        self.root = root
+        self.P = parallelism
+        self.sites: dict[tuple[int, int], Site] = {}
+        self.features: dict[tuple[int, int], list[float]] = {}
+        # inlined Funcs: per visit (f, calls*subinstances, calls*num_vectors, calls*num_scalars,
+        # consumer native vector, consumer vector size, consumer innermost pure extent, parallelism)
+        self.inlined_visits: list[tuple[int, float, float, float, float, float, float, float]] = []
+
+    def feat(self, key: tuple[int, int]) -> list[float]:
+        v = self.features.get(key)
+        if v is None:
+            v = [0.0] * NF
+            self.features[key] = v
+        return v
+
+    def site(self, f: int, s: int) -> Site:
+        key = (f, s)
+        v = self.sites.get(key)
+        if v is None:
+            v = Site()
+            self.sites[key] = v
+        return v
+
+
+# ----------------------------------------------------------------------------------- bounds
+
+def get_bounds(ctx: GroupContext, X: LN, f: int) -> Bound:
+    """``LoopNest::get_bounds``: the region of Func ``f`` one iteration of level ``X`` needs."""
+    b = X.bounds.get(f)
+    if b is not None:
+        return b
+    an = ctx.ad.nodes[f]
+    if X.is_root:
+        b = (an.root_required, an.root_computed, [st.root_loops for st in an.stages])
+        X.bounds[f] = b
+        return b
+    memo = ctx.ad.bounds_memo
+    mk = (X.key, f)
+    b = memo.get(mk)
+    if b is not None:
+        X.bounds[f] = b
+        return b
+    st = X.st
+    assert st is not None
+    req: Optional[SpanList] = None
+    for e in an.outgoing:
+        cs = e.consumer
+        if not (cs is st or cs.f in st.upstream):
+            continue
+        cb = get_bounds(ctx, X, cs.f)
+        fp = e.footprint(cb[2][cs.s])
+        if req is None:
+            req = fp
+        else:
+            req = [(a[0] if a[0] < c[0] else c[0], a[1] if a[1] > c[1] else c[1]) for a, c in zip(req, fp)]
+    if req is None:
+        req = [(EMPTY_MIN, EMPTY_MAX)] * an.dims
+    comp = an.computed_from_required(req)
+    b = (req, comp, [s.loops_for(comp) for s in an.stages])
+    X.bounds[f] = b
+    if len(memo) > 400_000:
+        memo.clear()
+    memo[mk] = b
+    return b
+
+
+def _extent(span: tuple[int, int]) -> int:
+    return span[1] - span[0] + 1
+
+
+# ----------------------------------------------------------------------------------- chains
+
+class ChainSpec:
+    """What our state says about one stage: vector dim and width, unroll factors, outer tiles,
+    whether the outer tiles are one parallel loop, and the loops producers are computed / stored
+    at (keys ``(level, dim)`` as in ``LoopRef``)."""
+
+    __slots__ = ("vector_dim", "width", "unroll", "tiles", "parallel", "cuts", "storage_dim", "kernel",
+                 "force_parallel_level")
+
+    def __init__(self, vector_dim: Optional[int], width: int, unroll: dict[int, int], tiles: dict[int, int],
+                 parallel: bool, cuts: set[tuple[str, int]], storage_dim: int, kernel: bool = False,
+                 force_parallel_level: bool = False) -> None:
+        self.vector_dim = vector_dim
+        self.width = width
+        self.unroll = unroll
+        self.tiles = tiles
+        self.parallel = parallel
+        self.cuts = cuts
+        self.storage_dim = storage_dim
+        self.kernel = kernel
+        self.force_parallel_level = force_parallel_level
+
+
+def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
+                refs: dict[tuple[str, int], LN]) -> tuple[LN, LN]:
+    """Build the levels of stage ``(f, s)`` computed at level ``site``; fills ``refs`` with the
+    level each cut loop ends. Returns (top level, innermost level)."""
+    ad = ctx.ad
+    an = ad.nodes[f]
+    st = an.stages[s]
+    site_bound = get_bounds(ctx, site, f)
+    full = site_bound[2][s]
+    n = st.n_loops
+    ext = [_extent(sp) for sp in full]
+    vd = spec.vector_dim
+    v = spec.width if vd is not None else 1
+    vli = -1
+    if vd is not None and v > 1 and an.dims:
+        for i in range(n):
+            if not st.loops_rvar[i] and st.pure_dims[i] == vd:
+                vli = i
+                break
+        if vli < 0:
+            v = 1
+    has_unroll = bool(spec.unroll)
+    # entries innermost first: (loop index, size, tag, cut key)
+    groups: list[tuple[str, list[Entry]]] = []
+    unit: list[int] = [1] * n
+    pure_idx = [i for i in range(n) if st.loops_pure[i] and not st.loops_rvar[i]]
+    rvar_idx = [i for i in range(n) if st.loops_rvar[i] or not st.loops_pure[i]]
+    for i in pure_idx:
+        d = st.pure_dims[i]
+        unit[i] = spec.unroll.get(d, 1) * (v if i == vli else 1)
+    # unrolled level (with the RVars when anything is unrolled)
+    if has_unroll:
+        ents: list[Entry] = [(i, spec.unroll[st.pure_dims[i]], None) for i in pure_idx
+                             if st.pure_dims[i] in spec.unroll]
+        ents.sort(key=lambda t: 0 if t[0] == vli else 1)
+        ents += [(i, ext[i], None) for i in rvar_idx]
+        groups.append(("U", ents))
+    inner: list[Entry] = []
+    if not has_unroll:
+        inner += [(i, ext[i], None) for i in rvar_idx]
+    for i in pure_idx:
+        d = st.pure_dims[i]
+        t = spec.tiles.get(d)
+        if t is not None:
+            if t == unit[i]:
+                continue
+            inner.append((i, t // unit[i], ("inner", d)))
+        else:
+            inner.append((i, ceil_div(max(ext[i], 1), unit[i]), ("inner", d)))
+    if inner or not has_unroll:
+        groups.append(("I", inner))
+    outer: list[Entry] = [(i, ceil_div(max(ext[i], 1), spec.tiles[st.pure_dims[i]]), ("outer", st.pure_dims[i]))
+                          for i in pure_idx if st.pure_dims[i] in spec.tiles]
+    if spec.parallel:
+        par_ents: list[Entry] = [(i, sz, None) for i, sz, _ in outer]
+        groups.append(("P", par_ents))
+    elif outer:
+        groups.append(("O", outer))
+    elif spec.force_parallel_level:
+        groups.append(("P", []))
+    # segments, innermost first
+    segs: list[tuple[str, list[Entry], Optional[tuple[str, int]]]] = []
+    for tag, ents in groups:
+        if tag == "P":
+            segs.append((tag, ents, ("parallel", -1)))
+            continue
+        # a producer computed at loop l sits inside l: l and the loops outside it form one level,
+        # the loops inside it the next one down
+        cur: list[Entry] = []
+        cur_cut: Optional[tuple[str, int]] = None
+        for ent in ents:
+            if ent[2] is not None and ent[2] in spec.cuts:
+                if cur:
+                    segs.append((tag, cur, cur_cut))
+                cur = []
+                cur_cut = ent[2]
+            cur.append(ent)
+        if cur or (tag == "I" and not has_unroll and not ents):
+            segs.append((tag, cur, cur_cut))
+    # decide which segments are levels
+    keep: list[tuple[list[int], bool, Optional[tuple[str, int]], bool]] = []   # sizes, parallel, cut, unrolled
+    for k, (tag, ents, cut) in enumerate(segs):
+        sizes = [1] * n
+        for i, sz, _ in ents:
+            sizes[i] = sizes[i] * sz
+        is_l1 = k == 0
+        carries = cut is not None and cut in spec.cuts
+        if not (is_l1 or carries or tag == "P") and all(x == 1 for x in sizes):
+            continue
+        keep.append((sizes, tag == "P", cut if carries else None, tag == "U"))
+    if not keep:
+        keep.append(([1] * n, False, None, False))
+    keep.reverse()      # outermost first
+    # bounds and nodes
+    levels: list[LN] = []
+    parent_span = list(full)
+    parent = site
+    for k, (sizes, par, cut, unr) in enumerate(keep):
+        node = LN(f, st, sizes)
+        node.parallel = par
+        node.unrolled = unr
+        node.vector_dim = spec.storage_dim
+        node.vli = vli
+        is_l1 = k == len(keep) - 1
+        if is_l1:
+            spans = []
+            for i in range(n):
+                lo = full[i][0]
+                if i == vli:
+                    nv = ceil_div(ext[i], v)
+                    a = lo + v * (nv // 2)
+                    spans.append((a, a + v - 1))
+                else:
+                    a = lo + ext[i] // 2
+                    spans.append((a, a))
+        else:
+            spans = []
+            for i in range(n):
+                pe = parent_span[i][1] - parent_span[i][0] + 1
+                sz = sizes[i]
+                e = ceil_div(pe, sz)
+                a = parent_span[i][0] + (sz // 2) * e
+                spans.append((a, a + e - 1))
+        loops = list(site_bound[2])
+        loops[s] = spans
+        node.bounds[f] = (site_bound[0], site_bound[1], loops)
+        node.key = (f, s, tuple(spans))
+        node.vsize = v
+        node.parent = parent
+        node.depth = parent.depth + 1
+        if k > 0:
+            parent.children.append(node)
+        if cut is not None:
+            refs[cut] = node
+        levels.append(node)
+        parent_span = spans
+        parent = node
+    bottom = levels[-1]
+    if vli >= 0:
+        vsize = [1] * n
+        vsize[vli] = v
+        vn = LN(f, st, vsize)
+        vn.innermost = True
+        vn.vector_dim = spec.storage_dim
+        vn.vli = vli
+        sp = bottom.bounds[f][2][s]
+        vspans = list(sp)
+        vspans[vli] = (sp[vli][0], sp[vli][0])
+        loops = list(site_bound[2])
+        loops[s] = vspans
+        vn.bounds[f] = (site_bound[0], site_bound[1], loops)
+        vn.key = (f, s, tuple(vspans))
+        vn.vsize = v
+        vn.parent = bottom
+        vn.depth = bottom.depth + 1
+        bottom.children.append(vn)
+        return levels[0], vn
+    bottom.innermost = True
+    return levels[0], bottom
+
+
+# ----------------------------------------------------------------------------------- sites
+
+def get_sites(ctx: GroupContext, X: LN, task: Optional[LN], parent: Optional[LN]) -> None:
+    """``LoopNest::get_sites``."""
+    if task is None and not X.is_root:
+        task = X
+    for c in X.children:
+        get_sites(ctx, c, task, X)
+    if parent is not None and X.f != parent.f:
+        assert X.st is not None
+        s = ctx.site(X.f, X.st.s)
+        s.compute = parent
+        s.produce = X
+        s.task = task
+        s.vector_dim = X.vector_dim
+    for f in X.store_at:
+        for st in ctx.ad.nodes[f].stages:
+            ctx.site(f, st.s).store = X
+    for f, _ in X.inlined:
+        s = ctx.site(f, 0)
+        s.inlined = True
+        s.compute = s.store = s.produce = s.innermost = X
+        s.task = task
+        s.vector_dim = X.vector_dim
+    if X.innermost:
+        assert X.st is not None
+        ctx.site(X.f, X.st.s).innermost = X
+
+
+def set_working_set_at_task(ctx: GroupContext, X: LN, ws: float) -> None:
+    for c in X.children:
+        set_working_set_at_task(ctx, c, ws)
+        assert c.st is not None
+        ctx.feat((c.f, c.st.s))[F_WORKING_SET_AT_TASK] = ws
+
+
+# ----------------------------------------------------------------------------------- features
+
+def store_features(ctx: GroupContext, X: LN, f: int, subinstances: int, only_stage: int = -1) -> None:
+    """The ``store_at`` part of ``compute_features``: Func ``f`` is stored at level ``X``
+    (``only_stage``: just that stage, for a root Func whose other stages are other groups)."""
+    ad = ctx.ad
+    an = ad.nodes[f]
+    bounds = get_bounds(ctx, X, f)
+    for st in an.stages:
+        if only_stage >= 0 and st.s != only_stage:
+            continue
+        feat = ctx.feat((f, st.s))
+        site = ctx.sites[(f, st.s)]
+        produce = site.produce
+        assert produce is not None
+        feat[F_NUM_REALIZATIONS] = float(subinstances)
+        pcr = 1.0
+        nv = float(subinstances)
+        ns = float(subinstances)
+        vectorized = False
+        loops = bounds[2][st.s]
+        vs = produce.vsize if produce.vli >= 0 else st.native_vector
+        for i in range(st.n_loops):
+            extent = loops[i][1] - loops[i][0] + 1
+            pcr *= extent
+            if i == produce.vli:
+                nv *= extent // vs
+                ns *= extent % vs
+                vectorized = True
+            else:
+                nv *= extent
+                ns *= extent
+        if not vectorized:
+            nv = 0.0
+        feat[F_PC_PER_REALIZATION] = pcr
+        feat[F_NUM_VECTORS] = nv
+        feat[F_NUM_SCALARS] = ns
+        feat[F_PC_TOTAL] = pcr * subinstances
+        b = float(an.bytes_per_point)
+        for sp in bounds[1]:
+            b *= sp[1] - sp[0] + 1
+        feat[F_BYTES_AT_REALIZATION] = b
+        ise = 1
+        v = produce.vector_dim
+        if v >= 0 and an.dims > 0:
+            sp = bounds[1][v]
+            ise = sp[1] - sp[0] + 1
+        feat[F_INNERMOST_BYTES_AT_REALIZATION] = float(an.bytes_per_point * ise)
+        if not X.is_root:
+            feat[F_BYTES_AT_TASK] = b
+            feat[F_INNERMOST_BYTES_AT_TASK] = float(an.bytes_per_point * ise)
+
+
+def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int, parent: LN) -> float:
+    """``LoopNest::compute_features`` for a non-root level ``X``; returns the working set it adds
+    to its parent's (``*working_set += working_set_here``)."""
+    ad = ctx.ad
+    P = ctx.P
+    st = X.st
+    assert st is not None
+    an = ad.nodes[X.f]
+    key = (X.f, st.s)
+    working_set_here = 0.0
+    loop_instances = 1
+    parallel_tasks = 1
+    in_impure = False
+    size = X.size
+    for idx in range(len(size) - 1, -1, -1):
+        i = size[idx]
+        loop_instances *= i
+        if st.loops_pure[idx] and not in_impure:
+            if P > 1 and (X.parallel or (parent.is_root and parallel_tasks < P)):
+                parallel_tasks *= i
+                if not X.parallel and parallel_tasks > P * 8:
+                    parallel_tasks = P * 8
+        elif i != 1:
+            in_impure = True
+    subinstances = instances * loop_instances
+    for f in X.store_at:
+        store_features(ctx, X, f, subinstances)
+
+    subparallelism = parallel_tasks * parallelism
+    feat = ctx.feat(key)
+    if X.innermost:
+        if 0 <= X.vli < len(size):
+            feat[F_VECTOR_SIZE] = float(size[X.vli])
+        else:
+            feat[F_VECTOR_SIZE] = 1.0
+        if feat[F_VECTOR_SIZE] == 1:
+            feat[F_NUM_SCALARS] += feat[F_NUM_VECTORS]
+            feat[F_NUM_VECTORS] = 0.0
+    else:
+        ile = 1.0
+        iple = 1.0
+        for idx in range(st.n_loops):
+            ile *= size[idx]
+            if not st.loops_rvar[idx]:
+                iple *= size[idx]
+        feat[F_INNERMOST_LOOP_EXTENT] = ile
+        feat[F_INNERMOST_PURE_LOOP_EXTENT] = iple
+
+    at_task = parent.is_root
+    at_production = parent.f != X.f
+    at_pure_production = at_production and st.s == 0
+
+    if at_task:
+        if X.parallel:
+            bounds = get_bounds(ctx, X, X.f)
+            bat = float(an.bytes_per_point)
+            ise = 1
+            args = an.node.args
+            for i in range(an.dims):
+                outer = 1
+                for l in range(st.n_loops):
+                    if st.stage.loops[l].var == args[i]:
+                        outer = size[l]
+                        break
+                sp = bounds[1][i]
+                extent = (sp[1] - sp[0] + 1) // outer
+                bat *= extent
+                if i == X.vector_dim:
+                    ise = extent
+            feat[F_BYTES_AT_TASK] = bat
+            feat[F_INNERMOST_BYTES_AT_TASK] = float(an.bytes_per_point * ise)
+        else:
+            feat[F_BYTES_AT_TASK] = (feat[F_BYTES_AT_REALIZATION] + P - 1) / P
+            feat[F_INNERMOST_BYTES_AT_TASK] = min(feat[F_BYTES_AT_TASK], feat[F_INNERMOST_BYTES_AT_REALIZATION])
+        ubt = 0.0
+        ult = 0.0
+        pending: list[AEdge] = list(st.incoming)
+        done: set[int] = set()
+        while pending:
+            e = pending.pop()
+            if e.producer in done:
+                continue
+            done.add(e.producer)
+            pn = ad.nodes[e.producer]
+            site = ctx.sites[(e.producer, 0)]
+            if site.store is not None and site.store.is_root:
+                b = get_bounds(ctx, X, e.producer)
+                nbytes = pn.bytes_per_point
+                lines = 1
+                max_extent = 1
+                vdim = 0 if pn.is_input else site.vector_dim if site.scheduled else -1
+                for i in range(pn.dims):
+                    extent = b[0][i][1] - b[0][i][0] + 1
+                    if extent > max_extent:
+                        max_extent = extent
+                    nbytes *= extent
+                    if i != vdim:
+                        lines *= extent
+                if not pn.is_input and not site.scheduled:
+                    lines //= max_extent
+                ubt += nbytes
+                ult += lines
+            elif site.produce is not None:
+                for pst in pn.stages:
+                    pending.extend(pst.incoming)
+        feat[F_UNIQUE_BYTES_READ_PER_TASK] = ubt
+        feat[F_UNIQUE_LINES_READ_PER_TASK] = ult
+
+    if at_production:
+        feat[F_NUM_PRODUCTIONS] = float(instances)
+        feat[F_INNER_PARALLELISM] = float(parallel_tasks)
+        feat[F_OUTER_PARALLELISM] = float(parallelism)
+        feat[F_NATIVE_VECTOR_SIZE] = float(st.native_vector)
+        bounds = get_bounds(ctx, parent, X.f)
+        bap = float(an.bytes_per_point)
+        for sp in bounds[1]:
+            bap *= sp[1] - sp[0] + 1
+        feat[F_BYTES_AT_PRODUCTION] = bap
+        ise = 1
+        if X.vector_dim >= 0 and an.dims > 0:
+            sp = bounds[1][X.vector_dim]
+            ise = sp[1] - sp[0] + 1
+        feat[F_INNERMOST_BYTES_AT_PRODUCTION] = float(an.bytes_per_point * ise)
+
+    for c in X.children:
+        working_set_here += compute_features(ctx, c, subinstances, subparallelism, X)
+    for f in X.store_at:
+        working_set_here += ctx.feat((f, 0))[F_BYTES_AT_PRODUCTION]
+    for f in X.store_at:
+        for st2 in ad.nodes[f].stages:
+            ctx.feat((f, st2.s))[F_WORKING_SET_AT_REALIZATION] = working_set_here
+    for c in X.children:
+        if c.f != X.f:
+            assert c.st is not None
+            ctx.feat((c.f, c.st.s))[F_WORKING_SET_AT_PRODUCTION] = working_set_here
+    if at_task:
+        set_working_set_at_task(ctx, X, working_set_here)
+    if at_production:
+        feat[F_WORKING_SET] = working_set_here
+    if X.innermost:
+        # Faithful to the schedule: unrolled when this stage's register tile is (our Kernel /
+        # InnerTile unroll) -- which is exactly when Adams2019's apply would unroll it.
+        if parent.unrolled and parent.f == X.f:
+            feat[F_UNROLLED_LOOP_EXTENT] = feat[F_INNERMOST_PURE_LOOP_EXTENT]
+        else:
+            feat[F_UNROLLED_LOOP_EXTENT] = 1.0
+
+    # memory dependencies
+    bytes_loaded = 0
+    lines_loaded = 0
+    allocation_bytes_loaded = 0
+    num_dense = 0.0
+    num_bcast = 0.0
+    num_gathers = 0.0
+    num_s2 = 0.0
+    num_s3 = 0.0
+    num_s4 = 0.0
+    num_loads = 0.0
+    if X.innermost or at_production:
+        csite = ctx.sites[key]
+        consumer_store_site = parent if X.innermost else csite.store
+        assert consumer_store_site is not None
+        consumer_instances = instances if X.innermost else int(feat[F_NUM_REALIZATIONS])
+        pending_st: list[AStage] = [st]
+        jacobians: list[tuple[Jac, int, int]] = []   # (matrix, count, producer)
+        done2: set[int] = set()
+        while pending_st:
+            p = pending_st.pop()
+            for e in p.incoming:
+                pf = e.producer
+                pn = ad.nodes[pf]
+                site = ctx.sites[(pf, 0)]
+                scheduled = pn.is_input or site.produce is not None or site.vector_dim >= 0
+                if X.innermost:
+                    if e.consumer is st:
+                        for m, cnt in e.jacobians:
+                            jacobians.append((m, cnt, pf))
+                    else:
+                        cf = e.consumer.f
+                        new: list[tuple[Jac, int, int]] = []
+                        for j1 in jacobians:
+                            if j1[2] == cf:
+                                for m2, c2 in e.jacobians:
+                                    new.append((jac_mul(m2, j1[0]), c2 * j1[1], pf))
+                            else:
+                                new.append(j1)
+                        jacobians = new
+                if site.inlined:
+                    pending_st.append(pn.stages[0])
+                    continue
+                pcs = site.compute
+                pss = site.store
+                assert pcs is not None and pss is not None
+                if X.innermost:
+                    vli = X.vli
+                    pid = 0 if pn.is_input else (-1 if not scheduled else site.vector_dim)
+                    for m, cnt, jp in jacobians:
+                        if jp != pf:
+                            continue
+                        nld = float(cnt)
+                        vb = dl = s2 = s3 = s4 = True
+                        if vli >= 0:
+                            if not scheduled:
+                                cnts = [0, 0, 0, 0, 0]
+                                for i in range(pn.dims):
+                                    stride = jac_entry(m, i, vli)
+                                    if stride is not None and stride.denominator == 1 and 0 <= stride <= 4:
+                                        cnts[int(stride)] += 1
+                                vb = cnts[0] == pn.dims
+                                dl = cnts[0] == pn.dims - 1 and cnts[1] == 1
+                                s2 = cnts[0] == pn.dims - 1 and cnts[2] == 1
+                                s3 = cnts[0] == pn.dims - 1 and cnts[3] == 1
+                                s4 = cnts[0] == pn.dims - 1 and cnts[4] == 1
+                            else:
+                                for i in range(pn.dims):
+                                    stride = jac_entry(m, i, vli)
+                                    vb = vb and stride is not None and stride == 0
+                                    if i == pid:
+                                        dl = dl and stride is not None and stride == 1
+                                        s2 = s2 and stride is not None and stride == 2
+                                        s3 = s3 and stride is not None and stride == 3
+                                        s4 = s4 and stride is not None and stride == 4
+                                    else:
+                                        z = stride is not None and stride == 0
+                                        dl = dl and z
+                                        s2 = s2 and z
+                                        s3 = s3 and z
+                                        s4 = s4 and z
+                        amort = 1
+                        if feat[F_UNROLLED_LOOP_EXTENT] > 1:
+                            for idx in range(st.n_loops):
+                                if not st.loops_rvar[idx]:
+                                    inv = True
+                                    for i in range(pn.dims):
+                                        sv = jac_entry(m, i, idx)
+                                        if not (sv is not None and sv == 0):
+                                            inv = False
+                                            break
+                                    if inv:
+                                        amort *= parent.size[idx]
+                        nld /= amort
+                        num_loads += nld
+                        if vb:
+                            num_bcast += nld
+                        elif dl:
+                            num_dense += nld
+                        elif s2:
+                            num_s2 += nld
+                        elif s3:
+                            num_s3 += nld
+                        elif s4:
+                            num_s4 += nld
+                        else:
+                            num_gathers += nld
+                if pf in done2:
+                    continue
+                done2.add(pf)
+                bnd = get_bounds(ctx, consumer_store_site, pf)
+                pcb = get_bounds(ctx, pcs, pf)
+                psb = get_bounds(ctx, pss, pf)
+                bpp = pn.bytes_per_point
+                footprint = bpp
+                compute_footprint = bpp
+                store_footprint = bpp
+                line_fp = 1
+                store_line_fp = 1
+                max_e = max_ce = max_se = 1
+                pvd = site.vector_dim if (site.produce is not None or site.vector_dim >= 0) else -1
+                for i in range(pn.dims):
+                    p_ = bnd[0][i]
+                    cp = pcb[1][i]
+                    sp = psb[0][i]
+                    extent = p_[1] - p_[0] + 1
+                    ce = cp[1] - cp[0] + 1
+                    se = sp[1] - sp[0] + 1
+                    if extent > max_e:
+                        max_e = extent
+                    if ce > max_ce:
+                        max_ce = ce
+                    if se > max_se:
+                        max_se = se
+                    footprint *= extent
+                    compute_footprint *= ce
+                    store_footprint *= se
+                    dense = (pn.is_input and i == 0) or (pvd >= 0 and i == pvd)
+                    if not dense:
+                        line_fp *= extent
+                        store_line_fp *= se
+                if not scheduled:
+                    line_fp //= max_e
+                    store_line_fp //= max_se
+                sipc = 1
+                if scheduled and not pn.is_input:
+                    pfeat = ctx.features.get((pf, 0))
+                    if pfeat is None:
+                        pfeat = ctx.feat((pf, 0))
+                    if pfeat[F_NUM_REALIZATIONS]:
+                        psi = int(pfeat[F_NUM_REALIZATIONS])
+                        if psi > consumer_instances:
+                            sipc = psi // consumer_instances
+                allocation_bytes_loaded += compute_footprint
+                if sipc > 1:
+                    bytes_loaded += store_footprint
+                    lines_loaded += store_line_fp
+                else:
+                    bytes_loaded += footprint
+                    lines_loaded += line_fp
+
+    if at_production:
+        feat[F_ALLOCATION_BYTES_READ_PER_REALIZATION] = float(allocation_bytes_loaded)
+        feat[F_UNIQUE_BYTES_READ_PER_REALIZATION] = float(bytes_loaded)
+        feat[F_UNIQUE_LINES_READ_PER_REALIZATION] = float(lines_loaded)
+        if not at_pure_production:
+            feat[F_UNIQUE_BYTES_READ_PER_REALIZATION] += feat[F_BYTES_AT_PRODUCTION]
+            feat[F_UNIQUE_LINES_READ_PER_REALIZATION] += (feat[F_BYTES_AT_PRODUCTION]
+                                                          / feat[F_INNERMOST_BYTES_AT_PRODUCTION])
+            feat[F_ALLOCATION_BYTES_READ_PER_REALIZATION] += feat[F_BYTES_AT_PRODUCTION]
+
+    if X.innermost:
+        feat[F_PC_PER_PRODUCTION] = subinstances / feat[F_NUM_PRODUCTIONS] if feat[F_NUM_PRODUCTIONS] else 0.0
+        feat[F_VECTOR_LOADS_PER_VECTOR] = num_dense + 2 * num_s2 + 3 * num_s3 + 4 * num_s4
+        feat[F_SCALAR_LOADS_PER_VECTOR] = num_bcast + feat[F_VECTOR_SIZE] * num_gathers
+        feat[F_SCALAR_LOADS_PER_SCALAR] = num_loads
+        if st.s > 0:
+            feat[F_VECTOR_LOADS_PER_VECTOR] += 1
+            feat[F_SCALAR_LOADS_PER_SCALAR] += 1
+        feat[F_UNIQUE_BYTES_READ_PER_VECTOR] = float(bytes_loaded)
+        feat[F_UNIQUE_LINES_READ_PER_VECTOR] = float(lines_loaded)
+
+    for g, calls in X.inlined:
+        ctx.inlined_visits.append((g, float(calls * subinstances), calls * feat[F_NUM_VECTORS],
+                                   calls * feat[F_NUM_SCALARS], float(st.native_vector), feat[F_VECTOR_SIZE],
+                                   feat[F_INNERMOST_PURE_LOOP_EXTENT], float(parallelism)))
+    return working_set_here
+
+
+def featurize_group(ctx: GroupContext, top: LN) -> float:
+    """Run ``compute_features`` on one root child; returns what it adds to the root's working set."""
+    return compute_features(ctx, top, 1, 1, ctx.root)
+
+

@@ -1,0 +1,165 @@
+"""The decision vocabulary of the CPU search space: small frozen dataclasses, JSON-serialisable.
+
+A schedule is a replayable list of decisions made from the outputs back to the inputs (Adams2019's
+order). Every non-input Func gets one :class:`Place` (inline, root, or at a tile loop of a consumer),
+then, unless inlined, each of its stages (pure definition first, then each update) gets an inner
+decision (:class:`InnerTile`, or :class:`Kernel` for the GEMM micro-kernel shape of a reduction) and
+an :class:`OuterTile` (the tile / parallel task grid). Loops and dimensions are named by position
+(Func argument index, loop level), never by Halide names, so a trace replays on a fresh build of the
+same pipeline whatever names Halide chose for it.
+
+``DECISION_KINDS`` is the one list of kinds; the featurizer, the records and the tests read it here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Union
+
+from ..errors import ScheduleError
+
+# Loop levels of a stage's loop nest, innermost first (see ``plan.py``).
+LEVEL_VECTOR = "vector"      # the vectorised part of the vector dimension (natural vector width)
+LEVEL_UNROLL = "unroll"      # the unrolled register tile (product of extents <= UNROLL_LIMIT)
+LEVEL_RVAR = "rvar"          # a reduction variable: always serial, in the order of its RDom
+LEVEL_INNER = "inner"        # the loop over register tiles inside one outer tile (serial)
+LEVEL_OUTER = "outer"        # a tile loop (serial), for a Func computed at a consumer's loop
+LEVEL_PARALLEL = "parallel"  # the fused, parallel task loop of a root Func's outer tiles
+LEVELS = (LEVEL_VECTOR, LEVEL_UNROLL, LEVEL_RVAR, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL)
+SITE_LEVELS = (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL)  # levels a producer may be computed at
+
+WHERE_INLINE = "inline"
+WHERE_ROOT = "root"
+WHERE_AT = "at"
+WHERES = (WHERE_INLINE, WHERE_ROOT, WHERE_AT)
+
+UNROLL_LIMIT = 12  # Adams2019's kUnrollLimit: largest product of unrolled extents
+
+
+class IllegalDecisionError(ScheduleError):
+    """A decision (from a trace, JSON, or a caller) that the search space does not allow here."""
+
+
+@dataclass(frozen=True)
+class LoopRef:
+    """One loop of one stage: ``level`` is ``inner``, ``outer`` or ``parallel``; ``dim`` the Func
+    argument index of the loop (-1 for the fused parallel loop)."""
+
+    func: int
+    stage: int
+    level: str
+    dim: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"func": self.func, "stage": self.stage, "level": self.level, "dim": self.dim}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "LoopRef":
+        return LoopRef(int(d["func"]), int(d["stage"]), str(d["level"]), int(d["dim"]))
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where Func ``func`` (realization index) is computed: ``inline``, ``root`` or ``at`` the loop
+    ``at`` of a consumer stage. ``store_at`` (single-stage Funcs only) stores it at an enclosing
+    serial loop further out, so that Halide can slide the window over the loops in between."""
+
+    func: int
+    where: str
+    at: Optional[LoopRef] = None
+    store_at: Optional[LoopRef] = None
+    kind: ClassVar[str] = "place"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "where": self.where,
+                "at": None if self.at is None else self.at.to_dict(),
+                "store_at": None if self.store_at is None else self.store_at.to_dict()}
+
+
+@dataclass(frozen=True)
+class InnerTile:
+    """The innermost loops of one stage: the pure dimension ``vector_dim`` (Func argument index, or
+    None) is vectorised ``vector_width`` wide and innermost; ``unroll`` = ((dim, factor), ...) is a
+    small register tile unrolled around it (the vector dimension's factor counts vectors; product of
+    the factors <= UNROLL_LIMIT). In a stage with RVars the RVars sit right outside the vector loop
+    and nothing is unrolled (use :class:`Kernel` to unroll a register tile inside the RVars)."""
+
+    func: int
+    stage: int
+    vector_dim: Optional[int]
+    vector_width: int
+    unroll: tuple[tuple[int, int], ...] = ()
+    kind: ClassVar[str] = "inner"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "stage": self.stage, "vector_dim": self.vector_dim,
+                "vector_width": self.vector_width, "unroll": [list(u) for u in self.unroll]}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The GEMM micro-kernel shape of a reduction stage: a register tile of pure dimensions (a vector
+    of outputs, ``vector_width`` lanes times the vector dimension's factor, times a few rows of
+    another dimension), unrolled, with the stage's RVar loops outside it (serial, in their order).
+    Hand schedules of conv layers and matrix multiplies reach the machine's peak with this shape."""
+
+    func: int
+    stage: int
+    vector_dim: int
+    vector_width: int
+    unroll: tuple[tuple[int, int], ...]
+    kind: ClassVar[str] = "kernel"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "stage": self.stage, "vector_dim": self.vector_dim,
+                "vector_width": self.vector_width, "unroll": [list(u) for u in self.unroll]}
+
+
+@dataclass(frozen=True)
+class OuterTile:
+    """The tiling of one stage outside its inner loops: ``tiles`` = ((dim, extent), ...) splits each
+    listed pure dimension into tiles of ``extent`` points (a multiple of its register tile; extent
+    equal to the register tile makes the dimension's whole loop an outer loop). With ``parallel``
+    (root Funcs only) the outer tile loops are fused into one parallel task loop."""
+
+    func: int
+    stage: int
+    tiles: tuple[tuple[int, int], ...] = ()
+    parallel: bool = False
+    kind: ClassVar[str] = "outer"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "stage": self.stage,
+                "tiles": [list(t) for t in self.tiles], "parallel": self.parallel}
+
+
+Decision = Union[Place, InnerTile, Kernel, OuterTile]
+DECISION_TYPES: tuple[type, ...] = (Place, InnerTile, Kernel, OuterTile)
+DECISION_KINDS: tuple[str, ...] = tuple(t.kind for t in DECISION_TYPES)  # type: ignore[attr-defined]
+
+
+def _pairs(v: Any) -> tuple[tuple[int, int], ...]:
+    return tuple((int(a), int(b)) for a, b in v)
+
+
+def decision_from_dict(d: dict[str, Any]) -> Decision:
+    """Inverse of ``decision.to_dict()``; a malformed entry raises IllegalDecisionError."""
+    try:
+        kind = d["kind"]
+        if kind == "place":
+            return Place(int(d["func"]), str(d["where"]),
+                         None if d.get("at") is None else LoopRef.from_dict(d["at"]),
+                         None if d.get("store_at") is None else LoopRef.from_dict(d["store_at"]))
+        if kind == "inner":
+            vd = d.get("vector_dim")
+            return InnerTile(int(d["func"]), int(d["stage"]), None if vd is None else int(vd),
+                             int(d["vector_width"]), _pairs(d.get("unroll", ())))
+        if kind == "kernel":
+            return Kernel(int(d["func"]), int(d["stage"]), int(d["vector_dim"]), int(d["vector_width"]),
+                          _pairs(d["unroll"]))
+        if kind == "outer":
+            return OuterTile(int(d["func"]), int(d["stage"]), _pairs(d.get("tiles", ())),
+                             bool(d.get("parallel", False)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise IllegalDecisionError(f"malformed decision {d!r}: {e}") from None
+    raise IllegalDecisionError(f"unknown decision kind {d.get('kind')!r}; known: {list(DECISION_KINDS)}")

@@ -1,0 +1,625 @@
+"""The loop-nest search state: a point in the CPU search space, built decision by decision.
+
+Decisions go from the outputs back to the inputs (reverse realization order, Adams2019's order):
+each non-input Func gets a :class:`Place`, then, unless inlined, each of its stages an inner decision
+(:class:`InnerTile` / :class:`Kernel`) and an :class:`OuterTile`. Because consumers are scheduled
+before their producers, a producer's legal compute sites and its region at each of them are known when
+it is placed, and its extents at its site are known when it is tiled.
+
+Legality is decided here, never left to Halide:
+
+- inputs get no decision; outputs are compute_root; only single-stage non-output Funcs are inlined;
+- a Func is computed at root or at a loop that encloses every use of it: the common ancestors of
+  every (non-inlined) consumer stage's loops, uses through inlined Funcs included; only the ``inner``,
+  ``outer`` and ``parallel`` loops are sites (never a vector, unrolled or RVar loop);
+- ``store_at`` (sliding window) only for single-stage Funcs, only at the site loop right outside the
+  compute loop in the same consumer stage, never across a parallel loop nor along the consumer's
+  vector dimension, and only where the Func's region really slides (Halide reads out of bounds when
+  it "slides" a window that does not move);
+- RVars are never split, vectorised or parallelised and keep their order; only pure dimensions of a
+  stage (an update's pure dimensions included) are tiled, vectorised, unrolled or parallelised;
+  an update with RVars unrolls a register tile only as a :class:`Kernel` (RVars outside it);
+- unrolled extents multiply to at most ``UNROLL_LIMIT``; outer tiles are multiples of the register
+  tile; only root Funcs get a parallel task loop.
+
+A state is immutable: ``apply(decision)`` and ``children()`` return new states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import halide as hl
+
+from ..dag import Box, FunctionDAG, Node, Span, Stage, box_points
+from ..errors import ScheduleError, TargetError
+from ..ir import canonical_hash
+from .decisions import (LEVEL_PARALLEL, SITE_LEVELS, UNROLL_LIMIT, WHERE_AT, WHERE_INLINE, WHERE_ROOT,
+                        WHERES, Decision, IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile,
+                        Place, decision_from_dict)
+from .plan import TAIL_GUARD, TAIL_ROUND_UP, StagePlan, base_names, plan_stage
+from .tilings import inner_options, outer_options
+
+FORMAT = "autoscheduler.state/1"
+INLINE_CALL_LIMIT = 256   # Adams2019 rejects inlining chains that make this many calls per point
+RECOMPUTE_LIMIT = 8       # Adams2019 prunes placements that compute a Func 8x more often than at root
+
+SLOT_PLACE = "place"
+SLOT_INNER = "inner"
+SLOT_OUTER = "outer"
+
+Site = Optional[LoopRef]   # None: root
+
+
+def _to_target(target: Union[str, Any, None]) -> Any:
+    if target is None:
+        return hl.get_host_target()
+    if isinstance(target, str):
+        if target in ("", "host"):
+            return hl.get_host_target()
+        if not hl.Target.validate_target_string(target):
+            raise TargetError(f"bad target string '{target}': use 'host' or a Halide target such as "
+                              "'x86-64-linux-avx2-fma'")
+        return hl.Target(target)
+    return target
+
+
+class SearchSpace:
+    """What every state of one search shares: the DAG, the target, the core count, and per-Func
+    facts the decisions need (loop base names, vector widths, tail strategies)."""
+
+    def __init__(self, dag: FunctionDAG, target: Union[str, Any, None] = None,
+                 parallelism: Optional[int] = None) -> None:
+        self.dag = dag
+        self.target = _to_target(target)
+        self.parallelism = int(parallelism) if parallelism else (os.cpu_count() or 1)
+        self.order: tuple[int, ...] = tuple(n.index for n in dag.adams_order() if not n.is_input)
+        self._next_func = {f: (self.order[i + 1] if i + 1 < len(self.order) else None)
+                           for i, f in enumerate(self.order)}
+        self.bases: dict[int, list[str]] = {n.index: base_names(n) for n in dag.nodes if not n.is_input}
+        self.vector_width: dict[int, int] = {st.id: self._natural_width(st) for st in dag.stages}
+        sensitive = _input_sensitive(dag)
+        self.tail: dict[int, str] = {
+            n.index: TAIL_GUARD if (n.is_output or n.index in sensitive) else TAIL_ROUND_UP
+            for n in dag.nodes if not n.is_input}
+        self._hash: Optional[str] = None
+
+    def _natural_width(self, st: Stage) -> int:
+        bits = max(8, st.narrowest_bits or 32)
+        return max(1, int(self.target.natural_vector_size(hl.Int(bits))))
+
+    @property
+    def pipeline_hash(self) -> str:
+        if self._hash is None:
+            self._hash = canonical_hash(self.dag.ir)
+        return self._hash
+
+    def node(self, f: int) -> Node:
+        return self.dag.nodes[f]
+
+    def stage(self, f: int, s: int) -> Stage:
+        return self.dag.nodes[f].stages[s]
+
+    def pure_dims(self, f: int, s: int) -> list[int]:
+        return [l.pure_dim for l in self.stage(f, s).pure_loops]
+
+
+def _input_sensitive(dag: FunctionDAG) -> set[int]:
+    """Funcs whose region, when it grows, makes some input buffer be read over a larger region:
+    rounding their loops up (TailStrategy::RoundUp) could read past the end of an input."""
+    memo: dict[int, bool] = {}
+
+    def varies(e: Any) -> bool:
+        st = e.consumer
+        lb = st.loop_bounds
+        grown = tuple(b if l.rvar else Span(b.min - 64, b.max + 64) for l, b in zip(st.loops, lb))
+        return bool(e.footprint(lb) != e.footprint(grown))
+
+    def sens(n: Node) -> bool:
+        if n.index in memo:
+            return memo[n.index]
+        memo[n.index] = False
+        hit = any(varies(e) and (e.producer.is_input or sens(e.producer))
+                  for st in n.stages for e in st.incoming_edges)
+        memo[n.index] = hit
+        return hit
+
+    return {n.index for n in dag.nodes if not n.is_input and sens(n)}
+
+
+@dataclass
+class _Tables:
+    """The mutable-by-copy contents of a state (copied shallowly for each child)."""
+
+    place: dict[int, Place] = field(default_factory=dict)
+    region: dict[int, tuple[Box, tuple[Box, ...]]] = field(default_factory=dict)
+    inner: dict[tuple[int, int], Union[InnerTile, Kernel]] = field(default_factory=dict)
+    outer: dict[tuple[int, int], OuterTile] = field(default_factory=dict)
+    plans: dict[tuple[int, int], StagePlan] = field(default_factory=dict)
+    required: dict[tuple[int, Site], Box] = field(default_factory=dict)
+
+    def copy(self) -> "_Tables":
+        return _Tables(dict(self.place), dict(self.region), dict(self.inner), dict(self.outer),
+                       dict(self.plans), dict(self.required))
+
+
+class State:
+    """A (partial) schedule: the decisions made so far and what they imply.
+
+    Introspection for the featurizer and the search: ``placement(f)``, ``plan(f, s)`` (loops with
+    extents), ``region(f)`` / ``stage_bounds(f, s)`` at the Func's compute site, ``sites(f)``,
+    ``path_to_site(f)``, ``stage_path(f, s)``, ``realizations(f)``, ``required_at(f, site)``.
+    """
+
+    __slots__ = ("space", "decisions", "slot", "_t")
+
+    def __init__(self, space: SearchSpace, decisions: tuple[Decision, ...],
+                 slot: Optional[tuple[str, int, int]], tables: _Tables) -> None:
+        self.space = space
+        self.decisions = decisions
+        self.slot = slot
+        self._t = tables
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def initial(cls, dag: FunctionDAG, target: Union[str, Any, None] = None,
+                parallelism: Optional[int] = None) -> "State":
+        return cls.from_space(SearchSpace(dag, target, parallelism))
+
+    @classmethod
+    def from_space(cls, space: SearchSpace) -> "State":
+        slot = (SLOT_PLACE, space.order[0], -1) if space.order else None
+        return cls(space, (), slot, _Tables())
+
+    @classmethod
+    def from_trace(cls, dag: FunctionDAG, trace: Iterable[Union[Decision, dict[str, Any]]],
+                   target: Union[str, Any, None] = None, parallelism: Optional[int] = None) -> "State":
+        """Replay ``trace`` (decisions or their dicts) from the initial state; each is checked."""
+        state = cls.initial(dag, target, parallelism)
+        for d in trace:
+            state = state.apply(decision_from_dict(d) if isinstance(d, dict) else d)
+        return state
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, "target": str(self.space.target),
+                           "parallelism": self.space.parallelism, "pipeline": self.space.pipeline_hash,
+                           "decisions": [d.to_dict() for d in self.decisions]})
+
+    @classmethod
+    def from_json(cls, dag: FunctionDAG, text: str, target: Union[str, Any, None] = None,
+                  check_pipeline: bool = True) -> "State":
+        """Rebuild a state from ``to_json`` text; the pipeline must hash the same unless
+        ``check_pipeline`` is False (e.g. the same algorithm built at other sizes)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ScheduleError(f"state JSON does not parse: {e}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ScheduleError(f"not a search-state JSON (expected format '{FORMAT}')")
+        space = SearchSpace(dag, target if target is not None else data.get("target"),
+                            data.get("parallelism"))
+        if check_pipeline and data.get("pipeline") not in (None, space.pipeline_hash):
+            raise ScheduleError("the state JSON was recorded for another pipeline (canonical hash differs); "
+                                "pass check_pipeline=False to replay it on this one anyway")
+        state = cls.from_space(space)
+        for d in data.get("decisions", []):
+            state = state.apply(decision_from_dict(d))
+        return state
+
+    # ---------------------------------------------------------------- progress
+    @property
+    def is_complete(self) -> bool:
+        return self.slot is None
+
+    @property
+    def num_decisions(self) -> int:
+        return len(self.decisions)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, State) and self.decisions == other.decisions
+                and str(self.space.target) == str(other.space.target))
+
+    def __hash__(self) -> int:
+        return hash(self.decisions)
+
+    def __repr__(self) -> str:
+        nxt = "complete" if self.slot is None else f"next {self.slot[0]} of func {self.slot[1]}"
+        return f"State({len(self.decisions)} decisions, {nxt})"
+
+    # ---------------------------------------------------------------- introspection
+    def placement(self, f: int) -> Optional[Place]:
+        return self._t.place.get(f)
+
+    def is_inlined(self, f: int) -> bool:
+        p = self._t.place.get(f)
+        return p is not None and p.where == WHERE_INLINE
+
+    def inner(self, f: int, s: int) -> Optional[Union[InnerTile, Kernel]]:
+        return self._t.inner.get((f, s))
+
+    def outer(self, f: int, s: int) -> Optional[OuterTile]:
+        return self._t.outer.get((f, s))
+
+    def plan(self, f: int, s: int) -> Optional[StagePlan]:
+        return self._t.plans.get((f, s))
+
+    def region(self, f: int) -> Box:
+        """Region computed by one realization of Func ``f`` (per iteration of its compute site)."""
+        return self._t.region[f][0]
+
+    def stage_bounds(self, f: int, s: int) -> Box:
+        """Loop spans (``stage.loops`` order) of one realization of stage ``s`` of ``f``."""
+        return self._t.region[f][1][s]
+
+    def site_loops(self, f: int, s: int) -> list[LoopRef]:
+        """Loops of a scheduled stage a producer may be computed at, outermost first."""
+        plan = self._t.plans[(f, s)]
+        return [LoopRef(f, s, l.level, -1 if l.level == LEVEL_PARALLEL else l.dim)
+                for l in reversed(plan.loops) if l.level in SITE_LEVELS]
+
+    def path_to_site(self, f: int) -> tuple[LoopRef, ...]:
+        """The loops enclosing Func ``f``'s compute site, outermost first (empty at root)."""
+        p = self._t.place[f]
+        if p.where != WHERE_AT:
+            return ()
+        assert p.at is not None
+        loops = self.site_loops(p.at.func, p.at.stage)
+        return self.path_to_site(p.at.func) + tuple(loops[:loops.index(p.at) + 1])
+
+    def stage_path(self, f: int, s: int) -> tuple[LoopRef, ...]:
+        return self.path_to_site(f) + tuple(self.site_loops(f, s))
+
+    def loop_extent(self, ref: LoopRef) -> int:
+        plan = self._t.plans[(ref.func, ref.stage)]
+        return plan.loop(ref.level, ref.dim).extent
+
+    def realizations(self, f: int) -> int:
+        """How many times Func ``f`` is computed (product of the loop extents around its site)."""
+        n = 1
+        for ref in self.path_to_site(f):
+            n *= self.loop_extent(ref)
+        return n
+
+    def consumer_stages(self, f: int) -> list[tuple[int, int]]:
+        """(func, stage) of every non-inlined stage that uses ``f``, through inlined Funcs too."""
+        out: list[tuple[int, int]] = []
+        for e in self.space.node(f).outgoing_edges:
+            c = e.consumer.node.index
+            if self.is_inlined(c):
+                subs = self.consumer_stages(c)
+            else:
+                subs = [(c, e.consumer.index)]
+            for st in subs:
+                if st not in out:
+                    out.append(st)
+        return out
+
+    def sites(self, f: int) -> list[LoopRef]:
+        """Loops Func ``f`` may be computed at: those enclosing every use (outermost first)."""
+        node = self.space.node(f)
+        if node.is_output:
+            return []
+        paths = [self.stage_path(c, s) for c, s in self.consumer_stages(f)]
+        if not paths:
+            return []
+        common: list[LoopRef] = []
+        for refs in zip(*paths):
+            if any(r != refs[0] for r in refs):
+                break
+            common.append(refs[0])
+        return common
+
+    def inline_calls(self, f: int) -> dict[tuple[int, int], int]:
+        """Calls to ``f`` per point of each non-inlined consumer stage if ``f`` were inlined."""
+        total: dict[tuple[int, int], int] = {}
+        for e in self.space.node(f).outgoing_edges:
+            c = e.consumer.node.index
+            if self.is_inlined(c):
+                for key, n in self.inline_calls(c).items():
+                    total[key] = total.get(key, 0) + e.calls * n
+            else:
+                key = (c, e.consumer.index)
+                total[key] = total.get(key, 0) + e.calls
+        return total
+
+    def _unrolled(self, f: int, s: int) -> int:
+        inner = self._t.inner.get((f, s))
+        n = 1
+        for _, k in (inner.unroll if inner is not None else ()):
+            n *= k
+        return n
+
+    def _inline_fits(self, f: int) -> bool:
+        """Adams2019's code-size prune, counting unrolled copies: after inlining ``f``, every
+        consumer stage makes at most INLINE_CALL_LIMIT inlined calls per unrolled body."""
+        new = self.inline_calls(f)
+        if not new:
+            return True
+        total: dict[tuple[int, int], int] = {}
+        for q, p in self._t.place.items():
+            if p.where == WHERE_INLINE:
+                for key, n in self.inline_calls(q).items():
+                    total[key] = total.get(key, 0) + n
+        return all((total.get(key, 0) + n) * self._unrolled(*key) <= INLINE_CALL_LIMIT
+                   for key, n in new.items())
+
+    # ---------------------------------------------------------------- bounds
+    def required_at(self, f: int, site: Site) -> Box:
+        """Region of ``f`` that one iteration of loop ``site`` (None: the whole pipeline) needs,
+        at the estimates. Consumers must be scheduled; the first tile stands for every tile."""
+        key = (f, site)
+        hit = self._t.required.get(key)
+        if hit is not None:
+            return hit
+        node = self.space.node(f)
+        req: Optional[list[Span]] = list(node.estimated_region) if (node.is_output and node.estimated_region) else None
+        for e in node.outgoing_edges:
+            st = e.consumer
+            c = st.node.index
+            if self.is_inlined(c):
+                loops = st.loop_for_region(self.required_at(c, site))
+            elif site is not None and site.func == c:
+                if site.stage != st.index:
+                    raise AssertionError(f"stage {st.name} is not inside loop {site}")
+                loops = self._loop_box_at(site)
+            else:
+                _, per_stage = st.node.stage_regions(self.required_at(c, site))
+                loops = per_stage[st.index]
+            fp = e.footprint(loops)
+            req = list(fp) if req is None else [a.union(b) for a, b in zip(req, fp)]
+        if req is None:
+            req = list(node.estimated_region or node.region_required)
+        out = tuple(req)
+        self._t.required[key] = out
+        return out
+
+    def _loop_box_at(self, ref: LoopRef) -> Box:
+        """Loop spans of stage (ref.func, ref.stage) for one iteration of loop ``ref``."""
+        plan = self._t.plans[(ref.func, ref.stage)]
+        bounds = self._t.region[ref.func][1][ref.stage]
+        st = self.space.stage(ref.func, ref.stage)
+        at = plan.loops.index(plan.loop(ref.level, ref.dim))
+        out: list[Span] = []
+        for j, l in enumerate(st.loops):
+            b = bounds[j]
+            if l.rvar:
+                out.append(b)
+                continue
+            mine = [(i, lp) for i, lp in enumerate(plan.loops) if lp.covers_dim(l.pure_dim)]
+            if not any(i >= at for i, _ in mine):
+                out.append(b)
+                continue
+            size = 1
+            for i, lp in mine:
+                if i < at:
+                    size *= max(lp.tile_extent, 1)
+            out.append(Span(b.min, min(b.max, b.min + size - 1)))
+        return tuple(out)
+
+    # ---------------------------------------------------------------- decisions
+    def apply(self, d: Decision) -> "State":
+        """The state after decision ``d``; raises IllegalDecisionError if it is not legal here."""
+        if self.slot is None:
+            raise IllegalDecisionError(f"the state is complete; no decision expected, got {d}")
+        kind, f, s = self.slot
+        if isinstance(d, Place):
+            if kind != SLOT_PLACE or d.func != f:
+                raise IllegalDecisionError(f"expected the {kind} decision of func {f} stage {s}, got {d}")
+            return self._apply_place(d)
+        if isinstance(d, (InnerTile, Kernel)):
+            if kind != SLOT_INNER or d.func != f or d.stage != s:
+                raise IllegalDecisionError(f"expected the {kind} decision of func {f} stage {s}, got {d}")
+            return self._apply_inner(d)
+        if isinstance(d, OuterTile):
+            if kind != SLOT_OUTER or d.func != f or d.stage != s:
+                raise IllegalDecisionError(f"expected the {kind} decision of func {f} stage {s}, got {d}")
+            return self._apply_outer(d)
+        raise IllegalDecisionError(f"not a decision: {d!r}")
+
+    def _next_place_slot(self, f: int) -> Optional[tuple[str, int, int]]:
+        nxt = self.space._next_func[f]
+        return None if nxt is None else (SLOT_PLACE, nxt, -1)
+
+    def _child(self, d: Decision, slot: Optional[tuple[str, int, int]], t: _Tables) -> "State":
+        return State(self.space, self.decisions + (d,), slot, t)
+
+    def _apply_place(self, d: Place) -> "State":
+        f = d.func
+        node = self.space.node(f)
+        if d.where not in WHERES:
+            raise IllegalDecisionError(f"unknown placement '{d.where}'; one of {list(WHERES)}")
+        if node.is_output and d.where != WHERE_ROOT:
+            raise IllegalDecisionError(f"output Func {node.name} must be compute_root")
+        if d.where != WHERE_AT and (d.at is not None or d.store_at is not None):
+            raise IllegalDecisionError(f"a '{d.where}' placement takes no loop: {d}")
+        if d.where == WHERE_INLINE and len(node.stages) != 1:
+            raise IllegalDecisionError(f"Func {node.name} has update stages and cannot be inlined")
+        site: Site = None
+        if d.where == WHERE_AT:
+            sites = self.sites(f)
+            if d.at is None or d.at not in sites:
+                raise IllegalDecisionError(
+                    f"Func {node.name} cannot be computed at {d.at}: not a loop enclosing all its uses "
+                    f"(legal: {sites})")
+            site = d.at
+            if d.store_at is not None:
+                why = self._sliding_problem(f, d.at, d.store_at)
+                if why:
+                    raise IllegalDecisionError(f"Func {node.name} cannot be stored at {d.store_at}: {why}")
+        t = self._t.copy()
+        t.place[f] = d
+        if d.where == WHERE_INLINE:
+            return self._child(d, self._next_place_slot(f), t)
+        child = self._child(d, (SLOT_INNER, f, 0), t)
+        req = child.required_at(f, site)
+        computed, loops = node.stage_regions(req)
+        t.region[f] = (computed, tuple(loops))
+        return child
+
+    def _sliding_problem(self, f: int, at: LoopRef, store: LoopRef) -> str:
+        """Why Func ``f`` computed at ``at`` may not be stored at ``store`` ('' if it may)."""
+        if len(self.space.node(f).stages) != 1:
+            return "sliding windows need a single-stage Func"
+        if (store.func, store.stage) != (at.func, at.stage):
+            return "store and compute loops must belong to the same consumer stage"
+        loops = self.site_loops(at.func, at.stage)
+        if at not in loops or store not in loops or loops.index(store) != loops.index(at) - 1:
+            return "the store loop must be the site loop right outside the compute loop"
+        if at.level == LEVEL_PARALLEL:
+            return "storage outside a parallel loop would be shared between threads"
+        inner = self._t.inner.get((at.func, at.stage))
+        if inner is not None and inner.vector_dim == at.dim and inner.vector_width > 1:
+            return "the window would slide along the consumer's vector dimension"
+        if self.required_at(f, store) == self.required_at(f, at):
+            return "its region does not move along the compute loop (nothing to slide)"
+        return ""
+
+    def _extents(self, f: int, s: int) -> dict[int, int]:
+        st = self.space.stage(f, s)
+        bounds = self._t.region[f][1][s]
+        return {l.pure_dim: max(bounds[j].extent, 1) for j, l in enumerate(st.loops) if not l.rvar}
+
+    def _check_unroll(self, d: Union[InnerTile, Kernel], dims: Sequence[int]) -> None:
+        seen: set[int] = set()
+        prod = 1
+        for dim, k in d.unroll:
+            if dim not in dims or dim in seen:
+                raise IllegalDecisionError(f"unroll of dimension {dim} which is not a (distinct) pure loop "
+                                           f"of the stage (pure dims {list(dims)}): {d}")
+            if k < 2:
+                raise IllegalDecisionError(f"unroll factors must be >= 2: {d}")
+            seen.add(dim)
+            prod *= k
+        if prod > UNROLL_LIMIT:
+            raise IllegalDecisionError(f"unrolled extents multiply to {prod} > {UNROLL_LIMIT}: {d}")
+
+    def _apply_inner(self, d: Union[InnerTile, Kernel]) -> "State":
+        f, s = d.func, d.stage
+        st = self.space.stage(f, s)
+        dims = self.space.pure_dims(f, s)
+        has_r = bool(st.rvar_loops)
+        if d.vector_dim is not None and d.vector_dim not in dims:
+            raise IllegalDecisionError(f"dimension {d.vector_dim} is not a pure loop of {st.name} "
+                                       f"(pure dims {dims}); RVars are never vectorised")
+        if d.vector_width < 1:
+            raise IllegalDecisionError(f"vector width must be >= 1: {d}")
+        self._check_unroll(d, dims)
+        if isinstance(d, Kernel):
+            if not has_r:
+                raise IllegalDecisionError(f"a Kernel needs a stage with RVars; {st.name} has none")
+            if d.vector_dim is None or not d.unroll:
+                raise IllegalDecisionError(f"a Kernel needs a vector dimension and a register tile: {d}")
+        elif has_r and d.unroll:
+            raise IllegalDecisionError(f"{st.name} has RVars: unrolling a register tile around them "
+                                       "is the Kernel decision")
+        t = self._t.copy()
+        t.inner[(f, s)] = d
+        return self._child(d, (SLOT_OUTER, f, s), t)
+
+    def _register(self, inner: Union[InnerTile, Kernel]) -> dict[int, int]:
+        dims = self.space.pure_dims(inner.func, inner.stage)
+        u = dict(inner.unroll)
+        return {d: u.get(d, 1) * (inner.vector_width if d == inner.vector_dim else 1) for d in dims}
+
+    def _apply_outer(self, d: OuterTile) -> "State":
+        f, s = d.func, d.stage
+        st = self.space.stage(f, s)
+        dims = self.space.pure_dims(f, s)
+        inner = self._t.inner[(f, s)]
+        reg = self._register(inner)
+        seen: set[int] = set()
+        for dim, size in d.tiles:
+            if dim not in dims or dim in seen:
+                raise IllegalDecisionError(f"tile of dimension {dim} which is not a (distinct) pure loop of "
+                                           f"{st.name} (pure dims {dims}); RVars are never tiled")
+            if size < 1 or size % reg[dim] != 0:
+                raise IllegalDecisionError(f"tile extent {size} of dimension {dim} is not a multiple of its "
+                                           f"register tile {reg[dim]}")
+            seen.add(dim)
+        if d.parallel:
+            if self._t.place[f].where != WHERE_ROOT:
+                raise IllegalDecisionError(f"only root Funcs get parallel task loops: {d}")
+            if not d.tiles:
+                raise IllegalDecisionError(f"a parallel OuterTile needs at least one tiled dimension: {d}")
+        t = self._t.copy()
+        t.outer[(f, s)] = d
+        node = self.space.node(f)
+        t.plans[(f, s)] = plan_stage(node, st, self.space.bases[f], inner, d, self.space.tail[f],
+                                     self._t.region[f][1][s])
+        slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
+        return self._child(d, slot, t)
+
+    # ---------------------------------------------------------------- search
+    def options(self) -> list[Decision]:
+        """The legal next decisions this search offers (empty when complete)."""
+        if self.slot is None:
+            return []
+        kind, f, s = self.slot
+        node = self.space.node(f)
+        if kind == SLOT_PLACE:
+            if node.is_output:
+                return [Place(f, WHERE_ROOT)]
+            opts: list[Decision] = []
+            if len(node.stages) == 1 and self._inline_fits(f):
+                opts.append(Place(f, WHERE_INLINE))
+            opts.append(Place(f, WHERE_ROOT))
+            # Adams2019's prunes: skip a site where the region does not shrink from the site outside
+            # it, or where the Func would be computed more than RECOMPUTE_LIMIT x its root region.
+            sites = self.sites(f)
+            prev = self.required_at(f, None)
+            minimum = box_points(node.stage_regions(prev)[0])
+            runs = 1
+            for i, ref in enumerate(sites):
+                runs *= self.loop_extent(ref)
+                req = self.required_at(f, ref)
+                shrinks, prev = req != prev, req
+                if not shrinks or runs * box_points(node.stage_regions(req)[0]) > RECOMPUTE_LIMIT * max(minimum, 1):
+                    continue
+                opts.append(Place(f, WHERE_AT, ref))
+                if i > 0 and not self._sliding_problem(f, ref, sites[i - 1]):
+                    opts.append(Place(f, WHERE_AT, ref, store_at=sites[i - 1]))
+            return opts
+        st = self.space.stage(f, s)
+        dims = self.space.pure_dims(f, s)
+        extents = self._extents(f, s)
+        if kind == SLOT_INNER:
+            return list(inner_options(f, s, dims, extents, self.space.vector_width[st.id], node.is_output,
+                                      bool(st.rvar_loops)))
+        reg = self._register(self._t.inner[(f, s)])
+        root = self._t.place[f].where == WHERE_ROOT
+        return list(outer_options(f, s, dims, extents, reg, root, self.space.parallelism))
+
+    def children(self) -> list["State"]:
+        """Every state one legal decision further (Adams2019's ``generate_children``)."""
+        return [self.apply(d) for d in self.options()]
+
+
+def children(state: State) -> list[State]:
+    return state.children()
+
+
+def initial_state(dag: FunctionDAG, target: Union[str, Any, None] = None,
+                  parallelism: Optional[int] = None) -> State:
+    return State.initial(dag, target, parallelism)
+
+
+def random_state(dag: FunctionDAG, target: Union[str, Any, None] = None,
+                 rng: Union[random.Random, Any, int, None] = None,
+                 parallelism: Optional[int] = None) -> State:
+    """A complete legal state drawn by a uniform choice among the options at every step.
+    ``rng``: a ``random.Random``, a ``numpy.random.Generator``, or a seed."""
+    if rng is None or isinstance(rng, int):
+        rng = random.Random(rng)
+    state = State.initial(dag, target, parallelism)
+    while not state.is_complete:
+        opts = state.options()
+        if isinstance(rng, random.Random):
+            k = rng.randrange(len(opts))
+        else:
+            k = int(rng.integers(len(opts)))
+        state = state.apply(opts[k])
+    return state

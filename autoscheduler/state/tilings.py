@@ -1,0 +1,145 @@
+"""Which inner and outer tilings ``State.children`` offers for one stage (the search's menu).
+
+These are heuristics that keep the number of children manageable; legality is checked in
+``state.py`` and does not depend on them (a trace may use tilings this menu never offers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional, Sequence, Union
+
+from .decisions import UNROLL_LIMIT, InnerTile, Kernel, OuterTile
+
+ROW_FACTORS = (2, 3, 4, 6, 8)        # unrolled rows of a register tile
+VECTOR_FACTORS = (1, 2, 4)           # vectors per register tile along the vector dimension
+MAX_PER_DIM = 6                      # tile sizes offered per dimension
+MAX_OUTER = 24                       # outer tilings offered per stage
+MAX_TASK_FACTOR = 16                 # tasks between parallelism and 16x parallelism (Adams2019)
+MAX_IDLE_WASTAGE = 1.2
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _spread(values: Sequence[int], n: int) -> list[int]:
+    """At most ``n`` of the sorted ``values``, evenly spaced, first and last included."""
+    if len(values) <= n:
+        return list(values)
+    idx = sorted({round(i * (len(values) - 1) / (n - 1)) for i in range(n)})
+    return [values[i] for i in idx]
+
+
+def tile_counts(units: int) -> list[int]:
+    """Candidate counts of register tiles per outer tile along a dimension of ``units`` register
+    tiles: powers of two, 3 x powers of two, and the divisors of ``units`` nearest to the powers of
+    two, below ``units``; a count whose padding would waste more than 1/7 is dropped unless it
+    divides ``units``."""
+    if units <= 1:
+        return [1]
+    divisors = [k for k in range(1, units + 1) if units % k == 0]
+    cands: set[int] = set()
+    p = 1
+    while p < units:
+        cands.add(p)
+        cands.add(min(divisors, key=lambda k: (abs(math.log(k / p)), k)))
+        p *= 2
+    q = 3
+    while q < units:
+        cands.add(q)
+        q *= 2
+    ok = [k for k in sorted(cands)
+          if k < units and (units % k == 0 or _ceil_div(units, k) * k * 7 <= units * 8)]
+    return _spread(ok, MAX_PER_DIM)
+
+
+def inner_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], width: int,
+                  is_output: bool, has_rvars: bool) -> list[Union[InnerTile, Kernel]]:
+    """Vector dimension x register tile choices. Outputs vectorise their innermost (stride-1)
+    dimension; other Funcs any dimension at least one vector wide (all of them if none is). The
+    vector is the natural ``width``, narrowed to the power of two that covers a smaller extent (a
+    64-lane vector over a 3-wide region only costs compile time)."""
+    if not dims:
+        return [InnerTile(func, stage, None, width, ())]
+    if is_output and 0 in dims:
+        vec_dims = [0]
+    else:
+        vec_dims = [d for d in dims if extents[d] >= width] or list(dims)
+    out: list[Union[InnerTile, Kernel]] = []
+    for v in vec_dims:
+        w = min(width, _pow2_at_least(extents[v]))
+        out.append(InnerTile(func, stage, v, w, ()))
+        rows: list[tuple[Optional[int], int]] = [(None, 1)]
+        rows += [(d, k) for d in dims if d != v for k in ROW_FACTORS if k <= extents[d]]
+        for m in VECTOR_FACTORS:
+            if m > 1 and (w == 1 or extents[v] < m * w):
+                continue
+            for d2, k in rows:
+                if m * k > UNROLL_LIMIT or (m == 1 and d2 is None):
+                    continue
+                unroll = tuple(sorted(([(v, m)] if m > 1 else []) + ([(d2, k)] if d2 is not None else [])))
+                out.append(Kernel(func, stage, v, w, unroll) if has_rvars
+                           else InnerTile(func, stage, v, w, unroll))
+    return out
+
+
+def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int],
+                  reg: dict[int, int], parallel_root: bool, parallelism: int) -> list[OuterTile]:
+    """Outer tilings. A root Func (with parallelism > 1) gets task grids with between
+    ``parallelism`` and 16x as many tasks, least idle-core wastage first (Adams2019's rule; the
+    grids closest to ``parallelism`` when none fits, serial when nothing splits); a Func computed at
+    a consumer's loop gets no tiling or serial tilings of one or two dimensions."""
+    per_dim: dict[int, list[Optional[int]]] = {}
+    for d in dims:
+        units = _ceil_div(max(extents[d], 1), reg[d])
+        per_dim[d] = [None] + [k * reg[d] for k in tile_counts(units) if k * reg[d] < extents[d]]
+    combos: list[tuple[tuple[int, int], ...]] = []
+    for choice in itertools.product(*(per_dim[d] for d in dims)):
+        tiles = tuple((d, t) for d, t in zip(dims, choice) if t is not None)
+        if tiles:
+            combos.append(tiles)
+
+    def tasks(tiles: tuple[tuple[int, int], ...]) -> int:
+        n = 1
+        for d, t in tiles:
+            n *= _ceil_div(extents[d], t)
+        return n
+
+    if parallel_root and parallelism > 1:
+        p = parallelism
+        fit = [c for c in combos if p <= tasks(c) <= MAX_TASK_FACTOR * p]
+        if fit:
+            def wastage(c: tuple[tuple[int, int], ...]) -> float:
+                n = tasks(c)
+                return _ceil_div(n, p) / (n / p)
+            fit.sort(key=lambda c: (wastage(c), tasks(c), c))
+            best = wastage(fit[0])
+            keep = [c for c in fit if wastage(c) <= max(best, MAX_IDLE_WASTAGE)]
+            keep.sort(key=lambda c: (tasks(c), c))
+            chosen = [keep[i] for i in _spread_indices(len(keep), MAX_OUTER)]
+        else:
+            some = [c for c in combos if tasks(c) >= 2]
+            some.sort(key=lambda c: (abs(math.log(tasks(c) / p)), c))
+            chosen = some[:4]
+        if chosen:
+            return [OuterTile(func, stage, c, True) for c in chosen]
+        return [OuterTile(func, stage, (), False)]
+    small = [c for c in combos if len(c) <= 2 and tasks(c) > 1]
+    small.sort(key=lambda c: (len(c), tasks(c), c))
+    chosen = [small[i] for i in _spread_indices(len(small), MAX_OUTER - 1)]
+    return [OuterTile(func, stage, (), False)] + [OuterTile(func, stage, c, False) for c in chosen]
+
+
+def _pow2_at_least(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def _spread_indices(n: int, k: int) -> list[int]:
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
