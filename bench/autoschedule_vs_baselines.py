@@ -1,0 +1,156 @@
+"""Our autoscheduler against Halide's autoschedulers and PyTorch, every row measured in one run.
+
+For each workload: ours (predict only), ours with --benchmark-top K (the K best predicted measured,
+fastest kept), root, Adams2019 (parallelism = cores and 16, the faster kept), Mullapudi2016, Li2018,
+PyTorch (deep-learning workloads); run time min/median, search time, % of peak (re-measured beside
+each workload), ratios ours / each baseline. Writes bench/results/autoschedule_vs_baselines.json.
+
+    python bench/autoschedule_vs_baselines.py [--only conv_layer,ae_forward] [--mission] [--top 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import halide as hl  # noqa: E402
+
+import halide_pipelines  # noqa: E402
+from autoscheduler.autoschedule import autoschedule  # noqa: E402
+from autoscheduler.measure import Candidate, MeasureOptions, measure_batch  # noqa: E402
+import baselines as base_bench  # noqa: E402
+import peak  # noqa: E402
+
+
+def ours_rows(spec: Any, sizes: dict, inputs: dict, reference: list, target: hl.Target, repeats: int,
+              top: int, beam: int, passes: int) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    built = spec.build(**sizes)
+    t0 = time.perf_counter()
+    sched = autoschedule(built.outputs, target, beam_size=beam, passes=passes, top_k=max(1, top))
+    search_s = time.perf_counter() - t0
+    row = base_bench.run_schedule(spec, sizes, inputs, sched.candidates[0].source, target, repeats,
+                                  reference)
+    row.pop("_out")
+    row.update(search_s=search_s, predicted=sched.predicted_cost)
+    rows["ours"] = row
+    if top > 1:
+        cands = [Candidate(spec.name, sizes, c.source, target=str(target), predicted_cost=c.predicted_cost)
+                 for c in sched.candidates]
+        t1 = time.perf_counter()
+        results = measure_batch(cands, MeasureOptions(n_samples=3, min_sample_s=0.05, progress=False,
+                                                      max_consecutive_errors=0))
+        measure_s = time.perf_counter() - t1
+        ok = [(r.statistic, i) for i, r in enumerate(results) if r.ok and r.statistic is not None]
+        if ok:
+            best = min(ok)[1]
+            r2 = base_bench.run_schedule(spec, sizes, inputs, sched.candidates[best].source, target,
+                                         repeats, reference)
+            r2.pop("_out")
+            r2.update(search_s=search_s + measure_s, picked=best, measured=len(results),
+                      errors=sum(1 for r in results if not r.ok))
+            rows[f"ours_top{top}"] = r2
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="")
+    ap.add_argument("--mission", action="store_true", help="the six mission workloads")
+    ap.add_argument("--small", action="store_true")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--top", type=int, default=8)
+    ap.add_argument("--beam", type=int, default=32)
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--search-timeout", type=float, default=400.0)
+    ap.add_argument("--out", default=str(HERE / "results" / "autoschedule_vs_baselines.json"))
+    args = ap.parse_args()
+    names = ([n for n in args.only.split(",") if n]
+             or (list(halide_pipelines.MISSION) if args.mission else halide_pipelines.names()))
+    target = hl.get_jit_target_from_environment()
+    results = []
+    for name in names:
+        spec = halide_pipelines.get(name)
+        sizes = spec.sizes(**(spec.test_sizes if args.small else {}))
+        local = {"fp32_gflops": peak.fp32_peak_gflops(target), "binary_gops": peak.binary_peak_gops(target)}
+        res = base_bench.bench_workload(spec, sizes, target, args.repeats, args.search_timeout, local)
+        inputs = spec.make_inputs(0, **sizes)
+        built = spec.build(**sizes)
+        root = base_bench.run_schedule(spec, sizes, inputs,
+                                       base_bench.schedules.root_source(built.pipeline()), target, 1, None)
+        reference = root.pop("_out")
+        res["rows"].update(ours_rows(spec, sizes, inputs, reference, target, args.repeats, args.top,
+                                     args.beam, args.passes))
+        flops = spec.flops(**sizes)
+        peak_g = local["binary_gops"] if "xnor" in spec.tags and spec.name != "bwn_conv" else local["fp32_gflops"]
+        for row in res["rows"].values():
+            if flops and "min_ms" in row:
+                row["pct_peak"] = 100.0 * flops / (row["min_ms"] * 1e-3) / (peak_g * 1e9)
+        res["peaks"] = local
+        res["ratios"] = ratios(res["rows"])
+        results.append(res)
+        print_row(res)
+        sys.stdout.flush()
+    summary = geomeans(results)
+    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
+    out = {"machine": {"cores": os.cpu_count(), "target": str(target)}, "results": results,
+           "geomean": summary, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1, default=str))
+    print(f"# wrote {args.out}")
+    return 0
+
+
+def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for ours in ("ours", "ours_top8", *[k for k in rows if k.startswith("ours_top")]):
+        if ours not in rows or "min_ms" not in rows[ours]:
+            continue
+        for base in ("Adams2019", "Mullapudi2016", "Li2018", "PyTorch"):
+            if base in rows and "min_ms" in rows[base]:
+                out[f"{ours}/{base}"] = rows[ours]["min_ms"] / rows[base]["min_ms"]
+        if "Adams2019" in rows and "search_s" in rows["Adams2019"] and "search_s" in rows[ours]:
+            out[f"{ours}_search/Adams2019_search"] = rows[ours]["search_s"] / max(rows["Adams2019"]["search_s"], 1e-9)
+    return out
+
+
+def geomeans(results: list[dict[str, Any]]) -> dict[str, float]:
+    keys = sorted({k for r in results for k in r["ratios"]})
+    out = {}
+    for k in keys:
+        vals = [r["ratios"][k] for r in results if k in r["ratios"] and r["ratios"][k] > 0]
+        if vals:
+            out[k] = float(math.exp(np.mean(np.log(vals))))
+    return out
+
+
+def print_row(res: dict[str, Any]) -> None:
+    rows = res["rows"]
+    cells = []
+    for c in ("ours", *[k for k in rows if k.startswith("ours_top")], "Adams2019", "Mullapudi2016",
+              "Li2018", "PyTorch"):
+        r = rows.get(c)
+        if r is None or "min_ms" not in r:
+            cells.append(f"{c}=" + ("ERR" if r else "-"))
+            continue
+        pct = f" {r['pct_peak']:.0f}%" if "pct_peak" in r else ""
+        bad = "" if r.get("correct", True) else " WRONG"
+        cells.append(f"{c}={r['min_ms']:.3f}ms{pct}{bad}")
+    rat = res["ratios"].get("ours/Adams2019")
+    print(f"{res['pipeline']:16s} " + " | ".join(cells) + (f" | ours/Adams={rat:.2f}" if rat else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
