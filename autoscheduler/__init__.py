@@ -1,5 +1,16 @@
-"""A Python autoscheduler and autotuner for Halide pipelines."""
+"""A Python autoscheduler and autotuner for Halide pipelines.
+
+``autoschedule(outputs, target)`` searches a schedule for any Halide pipeline with estimates and
+returns a ``Schedule`` (``.apply()``, ``.source()``, ``.loop_nest()``, ``.explain()``, ``.candidates``).
+"""
 
 from .errors import ToolkitError
 
-__all__ = ["ToolkitError"]
+
+def autoschedule(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See :func:`autoscheduler.autoschedule.autoschedule` (imported lazily: it loads torch)."""
+    from .autoschedule import autoschedule as _autoschedule
+    return _autoschedule(*args, **kwargs)
+
+
+__all__ = ["ToolkitError", "autoschedule"]
