@@ -185,10 +185,11 @@ def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, s
                  for c in sched.candidates]
         results = measure_batch(cands, MeasureOptions(n_samples=3, min_sample_s=0.05, progress=False,
                                                       max_consecutive_errors=0))
-        ok = [(r.statistic, i) for i, r in enumerate(results) if r.ok]
+        ok = [(r.statistic, i) for i, r in enumerate(results) if r.statistic is not None]
         for i, r in enumerate(results):
-            print(f"#   candidate {i}: predicted {sched.candidates[i].predicted_cost:.4g}, "
-                  + (f"measured {r.statistic * 1e3:.3f} ms" if r.ok else f"{r.code.name}: {r.message}"))
+            measured = (f"measured {r.statistic * 1e3:.3f} ms" if r.statistic is not None
+                        else f"{r.code.name}: {r.message}")
+            print(f"#   candidate {i}: predicted {sched.candidates[i].predicted_cost:.4g}, {measured}")
         if ok:
             best = min(ok)[1]
             info["benchmark_top_pick"] = best
