@@ -213,11 +213,84 @@ class AdamsDag:
         self.stage_list: list[AStage] = [st for an in self.nodes for st in an.stages]
         #: get_bounds memo shared by every loop nest built for this DAG (see loopnest.get_bounds)
         self.bounds_memo: dict[Any, Any] = {}
+        #: chain templates (sizes and bounds of a stage's levels at a site), see loopnest.build_chain
+        self.chain_memo: dict[Any, Any] = {}
+        self._jac_mul: dict[tuple[int, int], tuple[Jac, Jac, Jac]] = {}
+        self._classify: dict[tuple[int, int, int], tuple[Jac, int]] = {}
+        self._invariant: dict[tuple[int, int], tuple[Jac, tuple[int, ...]]] = {}
         self._root_bounds()
         self._points_computed_minimum()
         #: featurization order (outputs first, each Func's stages last update first), as (f, s)
         self.order: list[tuple[int, int]] = [(st.node.index, st.index) for st in dag.featurization_order()]
         self.row: dict[tuple[int, int], int] = {k: i for i, k in enumerate(self.order)}
+
+    def jac_mul(self, a: Jac, b: Jac) -> Jac:
+        """Memoized :func:`jac_mul` (products of the DAG's Jacobians, kept alive here so their ids
+        stay valid keys)."""
+        k = (id(a), id(b))
+        hit = self._jac_mul.get(k)
+        if hit is None:
+            hit = (a, b, jac_mul(a, b))
+            self._jac_mul[k] = hit
+        return hit[2]
+
+    def classify_load(self, m: Jac, vli: int, producer_dim: int, dims: int) -> int:
+        """Adams2019's classification of a load in the vectorised loop ``vli``: 0 broadcast,
+        1 dense, 2/3/4 stride 2/3/4, 5 gather. ``producer_dim``: the producer's innermost storage
+        dimension, or -2 when the producer is not scheduled yet (any dimension may be made dense)."""
+        k = (id(m), vli, producer_dim)
+        hit = self._classify.get(k)
+        if hit is not None:
+            return hit[1]
+        vb = dl = s2 = s3 = s4 = True
+        if vli >= 0:
+            if producer_dim == -2:
+                cnts = [0, 0, 0, 0, 0]
+                for i in range(dims):
+                    stride = jac_entry(m, i, vli)
+                    if stride is not None and stride.denominator == 1 and 0 <= stride <= 4:
+                        cnts[int(stride)] += 1
+                vb = cnts[0] == dims
+                dl = cnts[0] == dims - 1 and cnts[1] == 1
+                s2 = cnts[0] == dims - 1 and cnts[2] == 1
+                s3 = cnts[0] == dims - 1 and cnts[3] == 1
+                s4 = cnts[0] == dims - 1 and cnts[4] == 1
+            else:
+                for i in range(dims):
+                    stride = jac_entry(m, i, vli)
+                    vb = vb and stride is not None and stride == 0
+                    if i == producer_dim:
+                        dl = dl and stride is not None and stride == 1
+                        s2 = s2 and stride is not None and stride == 2
+                        s3 = s3 and stride is not None and stride == 3
+                        s4 = s4 and stride is not None and stride == 4
+                    else:
+                        z = stride is not None and stride == 0
+                        dl = dl and z
+                        s2 = s2 and z
+                        s3 = s3 and z
+                        s4 = s4 and z
+        cat = 0 if vb else 1 if dl else 2 if s2 else 3 if s3 else 4 if s4 else 5
+        self._classify[k] = (m, cat)
+        return cat
+
+    def invariant_loops(self, m: Jac, st: AStage) -> tuple[int, ...]:
+        """Pure loops of ``st`` along which a load with Jacobian ``m`` does not move (its
+        column is all zeros): the loads Adams2019 amortizes over an unrolled block."""
+        k = (id(m), st.id)
+        hit = self._invariant.get(k)
+        if hit is not None:
+            return hit[1]
+        rows = len(m)
+        out = []
+        for idx in range(st.n_loops):
+            if st.loops_rvar[idx]:
+                continue
+            if all((lambda v: v is not None and v == 0)(jac_entry(m, i, idx)) for i in range(rows)):
+                out.append(idx)
+        res = tuple(out)
+        self._invariant[k] = (m, res)
+        return res
 
     def stage(self, f: int, s: int) -> AStage:
         return self.nodes[f].stages[s]

@@ -13,11 +13,17 @@ decision that changes a root Func's storage dimension, the groups that read it),
 sums are patched in with numpy. Halide's Adams2019 memoizes per root child in the same way
 (``features_cache`` keyed by ``hash_of_producers_stored_at_root``).
 
-Partial states: a Func not placed yet is "unscheduled" (no features; it is assumed computed at the
-deepest common loop of its consumers, as Adams2019 does); a Func placed but whose stage has no inner
-decision yet is featurized with the first vector dimension the search would offer and no unroll;
-a stage without its outer decision is untiled and, at the root, not yet parallelised (Adams2019's
-optimistic task count applies).
+Partial states: a Func not placed yet is "unscheduled" (no features, a zero row; it is assumed
+computed at the deepest common loop of its consumers, as Adams2019 does, except that a consumer
+inlined into several root children puts it at the root, where Adams2019 uses whichever of that
+consumer's innermost loops it visited last); a Func placed but whose stage has no inner decision yet
+is featurized with the first vector dimension the search would offer and no unroll; a stage
+without its outer decision is untiled and, at the root, not yet parallelised (Adams2019's
+optimistic task count applies). Our decisions are finer than Adams2019's two per Func, so these
+intermediate states have no Adams2019 counterpart; complete states do.
+
+Cost: a cache miss builds the group's loop nest (level sizes and bounds memoized per DAG) and runs
+``compute_features`` on it; a hit costs the group's key. ``bench/state_bench.py`` measures the rate.
 """
 
 from __future__ import annotations
@@ -93,10 +99,15 @@ class Featurizer:
             space = space.space
         elif isinstance(space, FunctionDAG):
             space = SearchSpace(space, target, parallelism)
-        self.space: SearchSpace = space
+        # No strong reference to the space: ``featurizer_for`` caches featurizers in a
+        # WeakKeyDictionary keyed by it.
+        self._space = weakref.ref(space)
         self.dag = space.dag
-        sp = space
-        self.ad = AdamsDag(space.dag, lambda st: sp.vector_width[st.id])
+        self.order: tuple[int, ...] = tuple(space.order)
+        self.vector_width: dict[int, int] = dict(space.vector_width)
+        self.target = str(space.target)
+        vw = self.vector_width
+        self.ad = AdamsDag(space.dag, lambda st: vw[st.id])
         self.parallelism = space.parallelism
         self.num_stages = len(self.ad.order)
         self.row = self.ad.row
@@ -107,6 +118,12 @@ class Featurizer:
         self.hits = 0
         self.misses = 0
         self._bytes_at_root = [self.ad.bytes_at_root(n.f) for n in self.ad.nodes]
+        self._sdim_memo: list[Any] = [None, {}]      # (state, {Func: default storage dim})
+
+    @property
+    def space(self) -> Optional[SearchSpace]:
+        """The search space this featurizer was made for (None once it has been freed)."""
+        return self._space()
 
     # ------------------------------------------------------------------ public API
     def features(self, state: State) -> np.ndarray:
@@ -137,12 +154,32 @@ class Featurizer:
         for gid in reversed(an.group_order):
             _, top = self._build_group(state, an, gid)
             lines.extend(top.describe(names, ""))
+        self._sdim_memo[0] = None
         return "\n".join(lines)
+
+    def groups(self, state: State) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
+        """The root children of ``state``'s loop nest in loop-nest order, each as (root stage,
+        stages whose features depend only on it): its own stage, the stages of every Func computed
+        inside it, and Funcs inlined only inside it. ``loop_nest`` prints them last first."""
+        an = self._analyze(state)
+        out: list[tuple[tuple[int, int], list[tuple[int, int]]]] = []
+        inl_groups: dict[int, set[GroupId]] = {}
+        for g, fs in an.inl_in_group.items():
+            for f in fs:
+                inl_groups.setdefault(f, set()).add(g)
+        for gid in an.group_order:
+            stages = [gid]
+            for f in an.members.get(gid, []):
+                stages.extend((f, s) for s in range(len(self.ad.nodes[f].stages)))
+            stages.extend((f, 0) for f in an.inl_in_group.get(gid, []) if inl_groups[f] == {gid})
+            out.append((gid, stages))
+        return out
 
     def clear_cache(self) -> None:
         """Forget every cached group featurization and bounds (results do not change)."""
         self._cache.clear()
         self.ad.bounds_memo.clear()
+        self.ad.chain_memo.clear()
 
     # ------------------------------------------------------------------ analysis
     def _analyze(self, state: State) -> _Analysis:
@@ -150,7 +187,7 @@ class Featurizer:
         an = _Analysis()
         unsched_loc: dict[int, Optional[GroupId]] = {}
         inl_groups: dict[int, set[GroupId]] = {}
-        for f in self.space.order:
+        for f in self.order:
             p = state.placement(f)
             node = ad.nodes[f]
             if p is None:
@@ -192,11 +229,21 @@ class Featurizer:
         return an
 
     def _storage_dim(self, state: State, f: int) -> int:
+        """The innermost storage dimension of Func ``f``: its pure stage's vector dimension
+        (what ``apply`` reorders storage by), 0 when it is not vectorised."""
         inn = state.inner(f, 0)
         if inn is not None:
             return 0 if inn.vector_dim is None else inn.vector_dim
-        vd = self._default_vector_dim(state, f, 0)
-        return 0 if vd is None else vd
+        memo = self._sdim_memo
+        if memo[0] is not state:
+            memo[0] = state
+            memo[1].clear()
+        hit = memo[1].get(f)
+        if hit is None:
+            vd = self._default_vector_dim(state, f, 0)
+            hit = 0 if vd is None else vd
+            memo[1][f] = hit
+        return hit
 
     def _default_vector_dim(self, state: State, f: int, s: int) -> Optional[int]:
         """The first vector dimension the search would offer (``tilings.inner_options``)."""
@@ -206,7 +253,7 @@ class Featurizer:
             return None
         if self.ad.nodes[f].is_output and 0 in dims:
             return 0
-        width = self.space.vector_width[st.id]
+        width = self.vector_width[st.id]
         try:
             bounds = state.stage_bounds(f, s)
         except KeyError:
@@ -258,7 +305,7 @@ class Featurizer:
     def _spec(self, state: State, f: int, s: int, cuts: set[tuple[str, int]], force_parallel: bool) -> ChainSpec:
         inn = state.inner(f, s)
         out = state.outer(f, s)
-        width = self.space.vector_width[self.ad.stage(f, s).id]
+        width = self.vector_width[self.ad.stage(f, s).id]
         if inn is None:
             vd = self._default_vector_dim(state, f, s)
             unroll: dict[int, int] = {}
@@ -379,6 +426,17 @@ class Featurizer:
 
     # ------------------------------------------------------------------ assembly
     def _fill(self, state: State, out: np.ndarray) -> None:
+        try:
+            self._fill_unsafe(state, out)
+        finally:
+            self._sdim_memo[0] = None       # hold no state (and so no space) past the call
+
+    def _fill_unsafe(self, state: State, out: np.ndarray) -> None:
+        sp = state.space
+        if sp is not self._space() and (sp.dag is not self.dag or sp.parallelism != self.parallelism
+                                        or str(sp.target) != self.target):
+            raise ValueError("this Featurizer was built for another pipeline, target or parallelism; "
+                             "use featurizer_for(state)")
         an = self._analyze(state)
         cache = self._cache
         results: list[_GroupResult] = []

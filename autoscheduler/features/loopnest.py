@@ -20,7 +20,16 @@ level the middle tile of its parent split by its sizes (``ceil(extent / size)``)
 ``compute_features`` is a line-by-line port of ``LoopNest::compute_features`` (Halide
 ``src/autoschedulers/adams2019/LoopNest.cpp``), run on one root child (a "group") at a time; the
 root-level parts that mix groups (working set at root, inlined Funcs, bytes at root) are done by
-the caller (``featurizer.py``).
+the caller (``featurizer.py``). Two places follow our schedule rather than Adams2019's model:
+
+* ``unrolled_loop_extent`` is the register tile's extent when our plan unrolls it (``InnerTile`` /
+  ``Kernel`` unroll), else 1; Adams2019 derives it from its bounds' "constant extent" flags, which
+  mostly agrees with what its ``apply`` unrolls, but not for updates split with GuardWithIf tails
+  (it then reports an unrolled level its schedule does not unroll);
+* a root Func's stage whose own outer decision leaves it serial gets a parallel level of one task
+  when the Func's pure stage is parallel (``ChainSpec.force_parallel_level``): Adams2019
+  parallelises all stages of a Func with one task grid, so such a stage is "parallel" in its model
+  (task bytes of the whole stage instead of the optimistic estimate for a not-yet-parallelised one).
 """
 
 from __future__ import annotations
@@ -30,8 +39,7 @@ from typing import Any, Optional, Sequence
 from cost_model.features_layout import NUM_SCHEDULE_FEATURES
 from cost_model.features_layout import SCHEDULE_FEATURE_INDEX as _FI
 
-from .adams_dag import (EMPTY_MAX, EMPTY_MIN, AdamsDag, AEdge, AStage, Jac, SpanList, ceil_div, jac_entry,
-                        jac_mul)
+from .adams_dag import EMPTY_MAX, EMPTY_MIN, AdamsDag, AEdge, AStage, Jac, SpanList, ceil_div
 
 NF = NUM_SCHEDULE_FEATURES
 # feature indices, from the one source of truth (cost_model.features_layout)
@@ -75,7 +83,6 @@ F_WORKING_SET_AT_PRODUCTION = _FI["working_set_at_production"]
 F_WORKING_SET_AT_REALIZATION = _FI["working_set_at_realization"]
 F_WORKING_SET_AT_ROOT = _FI["working_set_at_root"]
 
-UNROLL_LIMIT = 12
 
 Bound = tuple[SpanList, SpanList, list[SpanList]]   # (required, computed, loops per stage)
 Entry = tuple[int, int, Optional[tuple[str, int]]]  # (stage loop index, size, cut key)
@@ -250,10 +257,56 @@ class ChainSpec:
         self.force_parallel_level = force_parallel_level
 
 
+# one level of a chain template: (sizes, parallel, cut key, unrolled, own bound, memo key, innermost)
+LevelT = tuple[list[int], bool, Optional[tuple[str, int]], bool, Bound, Any, bool]
+
+
 def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
                 refs: dict[tuple[str, int], LN]) -> tuple[LN, LN]:
     """Build the levels of stage ``(f, s)`` computed at level ``site``; fills ``refs`` with the
-    level each cut loop ends. Returns (top level, innermost level)."""
+    level each cut loop ends. Returns (top level, innermost level). The levels' sizes and bounds
+    depend only on the site's bounds and the spec, so they are memoized per DAG."""
+    ad = ctx.ad
+    st = ad.nodes[f].stages[s]
+    mk = (site.key, f, s, spec.vector_dim, spec.width, tuple(sorted(spec.unroll.items())),
+          tuple(sorted(spec.tiles.items())), spec.parallel, frozenset(spec.cuts), spec.storage_dim,
+          spec.force_parallel_level)
+    memo = ad.chain_memo
+    tmpl = memo.get(mk)
+    if tmpl is None:
+        tmpl = _chain_template(ctx, site, f, s, spec)
+        if len(memo) > 200_000:
+            memo.clear()
+        memo[mk] = tmpl
+    levels, vli, v = tmpl
+    parent = site
+    first: Optional[LN] = None
+    node = site
+    for sizes, par, cut, unr, bound, key, innermost in levels:
+        node = LN(f, st, sizes)
+        node.parallel = par
+        node.unrolled = unr
+        node.innermost = innermost
+        node.vector_dim = spec.storage_dim
+        node.vli = vli
+        node.bounds[f] = bound
+        node.key = key
+        node.vsize = v
+        node.parent = parent
+        node.depth = parent.depth + 1
+        if first is None:
+            first = node
+        else:
+            parent.children.append(node)
+        if cut is not None:
+            refs[cut] = node
+        parent = node
+    assert first is not None
+    return first, node
+
+
+def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
+                    spec: ChainSpec) -> tuple[list[LevelT], int, int]:
     ad = ctx.ad
     an = ad.nodes[f]
     st = an.stages[s]
@@ -343,19 +396,13 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
     if not keep:
         keep.append(([1] * n, False, None, False))
     keep.reverse()      # outermost first
-    # bounds and nodes
-    levels: list[LN] = []
+    # bounds of one iteration of each level
+    out: list[LevelT] = []
     parent_span = list(full)
-    parent = site
     for k, (sizes, par, cut, unr) in enumerate(keep):
-        node = LN(f, st, sizes)
-        node.parallel = par
-        node.unrolled = unr
-        node.vector_dim = spec.storage_dim
-        node.vli = vli
         is_l1 = k == len(keep) - 1
+        spans: list[tuple[int, int]] = []
         if is_l1:
-            spans = []
             for i in range(n):
                 lo = full[i][0]
                 if i == vli:
@@ -366,7 +413,6 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
                     a = lo + ext[i] // 2
                     spans.append((a, a))
         else:
-            spans = []
             for i in range(n):
                 pe = parent_span[i][1] - parent_span[i][0] + 1
                 sz = sizes[i]
@@ -375,40 +421,18 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
                 spans.append((a, a + e - 1))
         loops = list(site_bound[2])
         loops[s] = spans
-        node.bounds[f] = (site_bound[0], site_bound[1], loops)
-        node.key = (f, s, tuple(spans))
-        node.vsize = v
-        node.parent = parent
-        node.depth = parent.depth + 1
-        if k > 0:
-            parent.children.append(node)
-        if cut is not None:
-            refs[cut] = node
-        levels.append(node)
+        out.append((sizes, par, cut, unr, (site_bound[0], site_bound[1], loops), (f, s, tuple(spans)),
+                    is_l1 and vli < 0))
         parent_span = spans
-        parent = node
-    bottom = levels[-1]
     if vli >= 0:
         vsize = [1] * n
         vsize[vli] = v
-        vn = LN(f, st, vsize)
-        vn.innermost = True
-        vn.vector_dim = spec.storage_dim
-        vn.vli = vli
-        sp = bottom.bounds[f][2][s]
-        vspans = list(sp)
-        vspans[vli] = (sp[vli][0], sp[vli][0])
+        vspans = list(parent_span)
+        vspans[vli] = (parent_span[vli][0], parent_span[vli][0])
         loops = list(site_bound[2])
         loops[s] = vspans
-        vn.bounds[f] = (site_bound[0], site_bound[1], loops)
-        vn.key = (f, s, tuple(vspans))
-        vn.vsize = v
-        vn.parent = bottom
-        vn.depth = bottom.depth + 1
-        bottom.children.append(vn)
-        return levels[0], vn
-    bottom.innermost = True
-    return levels[0], bottom
+        out.append((vsize, False, None, False, (site_bound[0], site_bound[1], loops), (f, s, tuple(vspans)), True))
+    return out, vli, v
 
 
 # ----------------------------------------------------------------------------------- sites
@@ -504,23 +528,30 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
     """``LoopNest::compute_features`` for a non-root level ``X``; returns the working set it adds
     to its parent's (``*working_set += working_set_here``)."""
     ad = ctx.ad
+    nodes = ad.nodes
+    feats = ctx.features
+    sites = ctx.sites
     P = ctx.P
     st = X.st
     assert st is not None
-    an = ad.nodes[X.f]
-    key = (X.f, st.s)
+    Xf = X.f
+    an = nodes[Xf]
+    key = (Xf, st.s)
     working_set_here = 0.0
     loop_instances = 1
     parallel_tasks = 1
     in_impure = False
     size = X.size
+    Xpar = X.parallel
+    count_tasks = P > 1 and (Xpar or parent.f < 0)
+    loops_pure = st.loops_pure
     for idx in range(len(size) - 1, -1, -1):
         i = size[idx]
         loop_instances *= i
-        if st.loops_pure[idx] and not in_impure:
-            if P > 1 and (X.parallel or (parent.is_root and parallel_tasks < P)):
+        if loops_pure[idx] and not in_impure:
+            if count_tasks and (Xpar or parallel_tasks < P):
                 parallel_tasks *= i
-                if not X.parallel and parallel_tasks > P * 8:
+                if not Xpar and parallel_tasks > P * 8:
                     parallel_tasks = P * 8
         elif i != 1:
             in_impure = True
@@ -529,39 +560,45 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
         store_features(ctx, X, f, subinstances)
 
     subparallelism = parallel_tasks * parallelism
-    feat = ctx.feat(key)
-    if X.innermost:
-        if 0 <= X.vli < len(size):
-            feat[F_VECTOR_SIZE] = float(size[X.vli])
-        else:
-            feat[F_VECTOR_SIZE] = 1.0
-        if feat[F_VECTOR_SIZE] == 1:
+    feat = feats.get(key)
+    if feat is None:
+        feat = [0.0] * NF
+        feats[key] = feat
+    innermost = X.innermost
+    if innermost:
+        vli = X.vli
+        vs = float(size[vli]) if 0 <= vli < len(size) else 1.0
+        feat[F_VECTOR_SIZE] = vs
+        if vs == 1:
             feat[F_NUM_SCALARS] += feat[F_NUM_VECTORS]
             feat[F_NUM_VECTORS] = 0.0
     else:
         ile = 1.0
         iple = 1.0
+        rv = st.loops_rvar
         for idx in range(st.n_loops):
             ile *= size[idx]
-            if not st.loops_rvar[idx]:
+            if not rv[idx]:
                 iple *= size[idx]
         feat[F_INNERMOST_LOOP_EXTENT] = ile
         feat[F_INNERMOST_PURE_LOOP_EXTENT] = iple
 
-    at_task = parent.is_root
-    at_production = parent.f != X.f
+    at_task = parent.f < 0
+    at_production = parent.f != Xf
     at_pure_production = at_production and st.s == 0
+    bpp_x = an.bytes_per_point
 
     if at_task:
-        if X.parallel:
-            bounds = get_bounds(ctx, X, X.f)
-            bat = float(an.bytes_per_point)
+        if Xpar:
+            bounds = get_bounds(ctx, X, Xf)
+            bat = float(bpp_x)
             ise = 1
             args = an.node.args
+            sloops = st.stage.loops
             for i in range(an.dims):
                 outer = 1
                 for l in range(st.n_loops):
-                    if st.stage.loops[l].var == args[i]:
+                    if sloops[l].var == args[i]:
                         outer = size[l]
                         break
                 sp = bounds[1][i]
@@ -570,7 +607,7 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
                 if i == X.vector_dim:
                     ise = extent
             feat[F_BYTES_AT_TASK] = bat
-            feat[F_INNERMOST_BYTES_AT_TASK] = float(an.bytes_per_point * ise)
+            feat[F_INNERMOST_BYTES_AT_TASK] = float(bpp_x * ise)
         else:
             feat[F_BYTES_AT_TASK] = (feat[F_BYTES_AT_REALIZATION] + P - 1) / P
             feat[F_INNERMOST_BYTES_AT_TASK] = min(feat[F_BYTES_AT_TASK], feat[F_INNERMOST_BYTES_AT_REALIZATION])
@@ -580,25 +617,28 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
         done: set[int] = set()
         while pending:
             e = pending.pop()
-            if e.producer in done:
+            pf = e.producer
+            if pf in done:
                 continue
-            done.add(e.producer)
-            pn = ad.nodes[e.producer]
-            site = ctx.sites[(e.producer, 0)]
-            if site.store is not None and site.store.is_root:
-                b = get_bounds(ctx, X, e.producer)
+            done.add(pf)
+            pn = nodes[pf]
+            site = sites[(pf, 0)]
+            if site.store is not None and site.store.f < 0:
+                b = get_bounds(ctx, X, pf)
                 nbytes = pn.bytes_per_point
                 lines = 1
                 max_extent = 1
-                vdim = 0 if pn.is_input else site.vector_dim if site.scheduled else -1
+                sched = site.produce is not None or site.vector_dim >= 0
+                vdim = 0 if pn.is_input else site.vector_dim if sched else -1
+                req = b[0]
                 for i in range(pn.dims):
-                    extent = b[0][i][1] - b[0][i][0] + 1
+                    extent = req[i][1] - req[i][0] + 1
                     if extent > max_extent:
                         max_extent = extent
                     nbytes *= extent
                     if i != vdim:
                         lines *= extent
-                if not pn.is_input and not site.scheduled:
+                if not pn.is_input and not sched:
                     lines //= max_extent
                 ubt += nbytes
                 ult += lines
@@ -613,200 +653,158 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
         feat[F_INNER_PARALLELISM] = float(parallel_tasks)
         feat[F_OUTER_PARALLELISM] = float(parallelism)
         feat[F_NATIVE_VECTOR_SIZE] = float(st.native_vector)
-        bounds = get_bounds(ctx, parent, X.f)
-        bap = float(an.bytes_per_point)
-        for sp in bounds[1]:
+        comp = get_bounds(ctx, parent, Xf)[1]
+        bap = float(bpp_x)
+        for sp in comp:
             bap *= sp[1] - sp[0] + 1
         feat[F_BYTES_AT_PRODUCTION] = bap
         ise = 1
         if X.vector_dim >= 0 and an.dims > 0:
-            sp = bounds[1][X.vector_dim]
+            sp = comp[X.vector_dim]
             ise = sp[1] - sp[0] + 1
-        feat[F_INNERMOST_BYTES_AT_PRODUCTION] = float(an.bytes_per_point * ise)
+        feat[F_INNERMOST_BYTES_AT_PRODUCTION] = float(bpp_x * ise)
 
     for c in X.children:
         working_set_here += compute_features(ctx, c, subinstances, subparallelism, X)
-    for f in X.store_at:
-        working_set_here += ctx.feat((f, 0))[F_BYTES_AT_PRODUCTION]
-    for f in X.store_at:
-        for st2 in ad.nodes[f].stages:
-            ctx.feat((f, st2.s))[F_WORKING_SET_AT_REALIZATION] = working_set_here
+    if X.store_at:
+        for f in X.store_at:
+            working_set_here += feats[(f, 0)][F_BYTES_AT_PRODUCTION]
+        for f in X.store_at:
+            for st2 in nodes[f].stages:
+                feats[(f, st2.s)][F_WORKING_SET_AT_REALIZATION] = working_set_here
     for c in X.children:
-        if c.f != X.f:
+        if c.f != Xf:
             assert c.st is not None
-            ctx.feat((c.f, c.st.s))[F_WORKING_SET_AT_PRODUCTION] = working_set_here
+            feats[(c.f, c.st.s)][F_WORKING_SET_AT_PRODUCTION] = working_set_here
     if at_task:
         set_working_set_at_task(ctx, X, working_set_here)
     if at_production:
         feat[F_WORKING_SET] = working_set_here
-    if X.innermost:
+    if innermost:
         # Faithful to the schedule: unrolled when this stage's register tile is (our Kernel /
         # InnerTile unroll) -- which is exactly when Adams2019's apply would unroll it.
-        if parent.unrolled and parent.f == X.f:
+        if parent.unrolled and parent.f == Xf:
             feat[F_UNROLLED_LOOP_EXTENT] = feat[F_INNERMOST_PURE_LOOP_EXTENT]
         else:
             feat[F_UNROLLED_LOOP_EXTENT] = 1.0
 
-    # memory dependencies
+    if not (innermost or at_production):
+        return working_set_here
+
+    # memory dependencies (at the innermost level and at the production level)
     bytes_loaded = 0
     lines_loaded = 0
     allocation_bytes_loaded = 0
-    num_dense = 0.0
-    num_bcast = 0.0
-    num_gathers = 0.0
-    num_s2 = 0.0
-    num_s3 = 0.0
-    num_s4 = 0.0
-    num_loads = 0.0
-    if X.innermost or at_production:
-        csite = ctx.sites[key]
-        consumer_store_site = parent if X.innermost else csite.store
-        assert consumer_store_site is not None
-        consumer_instances = instances if X.innermost else int(feat[F_NUM_REALIZATIONS])
-        pending_st: list[AStage] = [st]
-        jacobians: list[tuple[Jac, int, int]] = []   # (matrix, count, producer)
-        done2: set[int] = set()
-        while pending_st:
-            p = pending_st.pop()
-            for e in p.incoming:
-                pf = e.producer
-                pn = ad.nodes[pf]
-                site = ctx.sites[(pf, 0)]
-                scheduled = pn.is_input or site.produce is not None or site.vector_dim >= 0
-                if X.innermost:
-                    if e.consumer is st:
-                        for m, cnt in e.jacobians:
-                            jacobians.append((m, cnt, pf))
-                    else:
-                        cf = e.consumer.f
-                        new: list[tuple[Jac, int, int]] = []
-                        for j1 in jacobians:
-                            if j1[2] == cf:
-                                for m2, c2 in e.jacobians:
-                                    new.append((jac_mul(m2, j1[0]), c2 * j1[1], pf))
-                            else:
-                                new.append(j1)
-                        jacobians = new
-                if site.inlined:
-                    pending_st.append(pn.stages[0])
-                    continue
-                pcs = site.compute
-                pss = site.store
-                assert pcs is not None and pss is not None
-                if X.innermost:
-                    vli = X.vli
-                    pid = 0 if pn.is_input else (-1 if not scheduled else site.vector_dim)
-                    for m, cnt, jp in jacobians:
-                        if jp != pf:
-                            continue
-                        nld = float(cnt)
-                        vb = dl = s2 = s3 = s4 = True
-                        if vli >= 0:
-                            if not scheduled:
-                                cnts = [0, 0, 0, 0, 0]
-                                for i in range(pn.dims):
-                                    stride = jac_entry(m, i, vli)
-                                    if stride is not None and stride.denominator == 1 and 0 <= stride <= 4:
-                                        cnts[int(stride)] += 1
-                                vb = cnts[0] == pn.dims
-                                dl = cnts[0] == pn.dims - 1 and cnts[1] == 1
-                                s2 = cnts[0] == pn.dims - 1 and cnts[2] == 1
-                                s3 = cnts[0] == pn.dims - 1 and cnts[3] == 1
-                                s4 = cnts[0] == pn.dims - 1 and cnts[4] == 1
-                            else:
-                                for i in range(pn.dims):
-                                    stride = jac_entry(m, i, vli)
-                                    vb = vb and stride is not None and stride == 0
-                                    if i == pid:
-                                        dl = dl and stride is not None and stride == 1
-                                        s2 = s2 and stride is not None and stride == 2
-                                        s3 = s3 and stride is not None and stride == 3
-                                        s4 = s4 and stride is not None and stride == 4
-                                    else:
-                                        z = stride is not None and stride == 0
-                                        dl = dl and z
-                                        s2 = s2 and z
-                                        s3 = s3 and z
-                                        s4 = s4 and z
-                        amort = 1
-                        if feat[F_UNROLLED_LOOP_EXTENT] > 1:
-                            for idx in range(st.n_loops):
-                                if not st.loops_rvar[idx]:
-                                    inv = True
-                                    for i in range(pn.dims):
-                                        sv = jac_entry(m, i, idx)
-                                        if not (sv is not None and sv == 0):
-                                            inv = False
-                                            break
-                                    if inv:
-                                        amort *= parent.size[idx]
-                        nld /= amort
-                        num_loads += nld
-                        if vb:
-                            num_bcast += nld
-                        elif dl:
-                            num_dense += nld
-                        elif s2:
-                            num_s2 += nld
-                        elif s3:
-                            num_s3 += nld
-                        elif s4:
-                            num_s4 += nld
-                        else:
-                            num_gathers += nld
-                if pf in done2:
-                    continue
-                done2.add(pf)
-                bnd = get_bounds(ctx, consumer_store_site, pf)
-                pcb = get_bounds(ctx, pcs, pf)
-                psb = get_bounds(ctx, pss, pf)
-                bpp = pn.bytes_per_point
-                footprint = bpp
-                compute_footprint = bpp
-                store_footprint = bpp
-                line_fp = 1
-                store_line_fp = 1
-                max_e = max_ce = max_se = 1
-                pvd = site.vector_dim if (site.produce is not None or site.vector_dim >= 0) else -1
-                for i in range(pn.dims):
-                    p_ = bnd[0][i]
-                    cp = pcb[1][i]
-                    sp = psb[0][i]
-                    extent = p_[1] - p_[0] + 1
-                    ce = cp[1] - cp[0] + 1
-                    se = sp[1] - sp[0] + 1
-                    if extent > max_e:
-                        max_e = extent
-                    if ce > max_ce:
-                        max_ce = ce
-                    if se > max_se:
-                        max_se = se
-                    footprint *= extent
-                    compute_footprint *= ce
-                    store_footprint *= se
-                    dense = (pn.is_input and i == 0) or (pvd >= 0 and i == pvd)
-                    if not dense:
-                        line_fp *= extent
-                        store_line_fp *= se
-                if not scheduled:
-                    line_fp //= max_e
-                    store_line_fp //= max_se
-                sipc = 1
-                if scheduled and not pn.is_input:
-                    pfeat = ctx.features.get((pf, 0))
-                    if pfeat is None:
-                        pfeat = ctx.feat((pf, 0))
-                    if pfeat[F_NUM_REALIZATIONS]:
-                        psi = int(pfeat[F_NUM_REALIZATIONS])
-                        if psi > consumer_instances:
-                            sipc = psi // consumer_instances
-                allocation_bytes_loaded += compute_footprint
-                if sipc > 1:
-                    bytes_loaded += store_footprint
-                    lines_loaded += store_line_fp
+    num_dense = num_bcast = num_gathers = num_s2 = num_s3 = num_s4 = num_loads = 0.0
+    csite = sites[key]
+    consumer_store_site = parent if innermost else csite.store
+    assert consumer_store_site is not None
+    consumer_instances = instances if innermost else int(feat[F_NUM_REALIZATIONS])
+    unrolled = feat[F_UNROLLED_LOOP_EXTENT] > 1
+    vli = X.vli
+    pending_st: list[AStage] = [st]
+    jacobians: list[tuple[Jac, int, int]] = []   # (matrix, count, producer)
+    done2: set[int] = set()
+    while pending_st:
+        p = pending_st.pop()
+        for e in p.incoming:
+            pf = e.producer
+            pn = nodes[pf]
+            site = sites[(pf, 0)]
+            scheduled = pn.is_input or site.produce is not None or site.vector_dim >= 0
+            if innermost:
+                if e.consumer is st:
+                    for m, cnt in e.jacobians:
+                        jacobians.append((m, cnt, pf))
                 else:
-                    bytes_loaded += footprint
-                    lines_loaded += line_fp
+                    cf = e.consumer.f
+                    new: list[tuple[Jac, int, int]] = []
+                    for j1 in jacobians:
+                        if j1[2] == cf:
+                            for m2, c2 in e.jacobians:
+                                new.append((ad.jac_mul(m2, j1[0]), c2 * j1[1], pf))
+                        else:
+                            new.append(j1)
+                    jacobians = new
+            if site.inlined:
+                pending_st.append(pn.stages[0])
+                continue
+            if innermost:
+                pid = (0 if pn.is_input else site.vector_dim) if scheduled else -2
+                for m, cnt, jp in jacobians:
+                    if jp != pf:
+                        continue
+                    nld = float(cnt)
+                    cat = ad.classify_load(m, vli, pid, pn.dims)
+                    if unrolled:
+                        amort = 1
+                        for idx in ad.invariant_loops(m, st):
+                            amort *= parent.size[idx]
+                        nld /= amort
+                    num_loads += nld
+                    if cat == 0:
+                        num_bcast += nld
+                    elif cat == 1:
+                        num_dense += nld
+                    elif cat == 2:
+                        num_s2 += nld
+                    elif cat == 3:
+                        num_s3 += nld
+                    elif cat == 4:
+                        num_s4 += nld
+                    else:
+                        num_gathers += nld
+            if pf in done2:
+                continue
+            done2.add(pf)
+            pcs = site.compute
+            pss = site.store
+            assert pcs is not None and pss is not None
+            req = get_bounds(ctx, consumer_store_site, pf)[0]
+            comp = get_bounds(ctx, pcs, pf)[1]
+            sreq = get_bounds(ctx, pss, pf)[0]
+            bpp = pn.bytes_per_point
+            footprint = bpp
+            compute_footprint = bpp
+            store_footprint = bpp
+            line_fp = 1
+            store_line_fp = 1
+            max_e = max_se = 1
+            pvd = site.vector_dim if (site.produce is not None or site.vector_dim >= 0) else -1
+            is_input = pn.is_input
+            for i in range(pn.dims):
+                p_ = req[i]
+                cp = comp[i]
+                sp = sreq[i]
+                extent = p_[1] - p_[0] + 1
+                se = sp[1] - sp[0] + 1
+                if extent > max_e:
+                    max_e = extent
+                if se > max_se:
+                    max_se = se
+                footprint *= extent
+                compute_footprint *= cp[1] - cp[0] + 1
+                store_footprint *= se
+                if not ((is_input and i == 0) or i == pvd):
+                    line_fp *= extent
+                    store_line_fp *= se
+            if not scheduled:
+                line_fp //= max_e
+                store_line_fp //= max_se
+            sipc = 1
+            if scheduled and not is_input and consumer_instances:
+                pfeat = feats.get((pf, 0))
+                if pfeat is not None and pfeat[F_NUM_REALIZATIONS]:
+                    psi = int(pfeat[F_NUM_REALIZATIONS])
+                    if psi > consumer_instances:
+                        sipc = psi // consumer_instances
+            allocation_bytes_loaded += compute_footprint
+            if sipc > 1:
+                bytes_loaded += store_footprint
+                lines_loaded += store_line_fp
+            else:
+                bytes_loaded += footprint
+                lines_loaded += line_fp
 
     if at_production:
         feat[F_ALLOCATION_BYTES_READ_PER_REALIZATION] = float(allocation_bytes_loaded)
@@ -818,8 +816,9 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
                                                           / feat[F_INNERMOST_BYTES_AT_PRODUCTION])
             feat[F_ALLOCATION_BYTES_READ_PER_REALIZATION] += feat[F_BYTES_AT_PRODUCTION]
 
-    if X.innermost:
-        feat[F_PC_PER_PRODUCTION] = subinstances / feat[F_NUM_PRODUCTIONS] if feat[F_NUM_PRODUCTIONS] else 0.0
+    if innermost:
+        npr = feat[F_NUM_PRODUCTIONS]
+        feat[F_PC_PER_PRODUCTION] = subinstances / npr if npr else 0.0
         feat[F_VECTOR_LOADS_PER_VECTOR] = num_dense + 2 * num_s2 + 3 * num_s3 + 4 * num_s4
         feat[F_SCALAR_LOADS_PER_VECTOR] = num_bcast + feat[F_VECTOR_SIZE] * num_gathers
         feat[F_SCALAR_LOADS_PER_SCALAR] = num_loads
@@ -828,11 +827,10 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
             feat[F_SCALAR_LOADS_PER_SCALAR] += 1
         feat[F_UNIQUE_BYTES_READ_PER_VECTOR] = float(bytes_loaded)
         feat[F_UNIQUE_LINES_READ_PER_VECTOR] = float(lines_loaded)
-
-    for g, calls in X.inlined:
-        ctx.inlined_visits.append((g, float(calls * subinstances), calls * feat[F_NUM_VECTORS],
-                                   calls * feat[F_NUM_SCALARS], float(st.native_vector), feat[F_VECTOR_SIZE],
-                                   feat[F_INNERMOST_PURE_LOOP_EXTENT], float(parallelism)))
+        for g, calls in X.inlined:
+            ctx.inlined_visits.append((g, float(calls * subinstances), calls * feat[F_NUM_VECTORS],
+                                       calls * feat[F_NUM_SCALARS], float(st.native_vector), feat[F_VECTOR_SIZE],
+                                       feat[F_INNERMOST_PURE_LOOP_EXTENT], float(parallelism)))
     return working_set_here
 
 
