@@ -8,8 +8,8 @@ from .errors import ToolkitError
 
 
 def autoschedule(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See :func:`autoscheduler.autoschedule.autoschedule` (imported lazily: it loads torch)."""
-    from .autoschedule import autoschedule as _autoschedule
+    """See :func:`autoscheduler.api.autoschedule` (imported lazily: it loads torch)."""
+    from .api import autoschedule as _autoschedule
     return _autoschedule(*args, **kwargs)
 
 

@@ -48,7 +48,7 @@ def _load_from_file(path: str, func_name: str) -> tuple[Any, Any]:
     """Run a user's Python file and call its ``func_name()``; returns (outputs, pipeline)."""
     import importlib.util
     import os
-    from .autoschedule import as_pipeline
+    from .api import as_pipeline
     if not os.path.exists(path):
         raise ToolkitError(f"--from-file: no such file '{path}'")
     mod_spec = importlib.util.spec_from_file_location("user_pipeline", path)
@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, spec: Any,
                          sizes: dict[str, int], info: dict[str, Any]) -> str:
-    from .autoschedule import autoschedule
+    from .api import autoschedule
     sched = autoschedule(pipeline, target, beam_size=args.beam_size, passes=args.passes,
                          weights=args.weights, top_k=max(1, args.benchmark_top), seed=args.seed,
                          time_budget_s=args.time_budget)
@@ -243,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Sub-commands that live beside the modules they drive (records, ...)."""
-    from . import cli_records
-    return [cli_records.register]
+    from . import cli_records, cli_train
+    return [cli_records.register, cli_train.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import halide as hl  # noqa: E402
 
 import halide_pipelines  # noqa: E402
-from autoscheduler.autoschedule import autoschedule  # noqa: E402
+from autoscheduler.api import autoschedule  # noqa: E402
 from autoscheduler.measure import Candidate, MeasureOptions, measure_batch  # noqa: E402
 import baselines as base_bench  # noqa: E402
 import peak  # noqa: E402

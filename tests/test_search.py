@@ -7,7 +7,7 @@ import pytest
 
 import halide as hl
 import halide_pipelines
-from autoscheduler.autoschedule import autoschedule
+from autoscheduler.api import autoschedule
 from autoscheduler.errors import EstimateError, ToolkitError
 from autoscheduler.schedules import apply_source, root_source
 

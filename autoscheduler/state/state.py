@@ -46,6 +46,7 @@ from .tilings import inner_options, outer_options
 
 FORMAT = "autoscheduler.state/1"
 INLINE_CALL_LIMIT = 256   # Adams2019 rejects inlining chains that make this many calls per point
+UNROLLED_INLINE_LIMIT = 64  # ... and we reject inlined calls x unrolled copies above this
 RECOMPUTE_LIMIT = 8       # Adams2019 prunes placements that compute a Func 8x more often than at root
 
 SLOT_PLACE = "place"
@@ -334,8 +335,9 @@ class State:
         return n
 
     def _inline_fits(self, f: int) -> bool:
-        """Adams2019's code-size prune, counting unrolled copies: after inlining ``f``, every
-        consumer stage makes at most INLINE_CALL_LIMIT inlined calls per unrolled body."""
+        """Adams2019's code-size prune (at most INLINE_CALL_LIMIT inlined calls per point of a
+        consumer stage), tightened for unrolled stages: at most UNROLLED_INLINE_LIMIT inlined calls
+        times unrolled copies (inlined loads times unrolled vectors is what makes LLVM slow)."""
         new = self.inline_calls(f)
         if not new:
             return True
@@ -344,8 +346,11 @@ class State:
             if p.where == WHERE_INLINE:
                 for key, n in self.inline_calls(q).items():
                     total[key] = total.get(key, 0) + n
-        return all((total.get(key, 0) + n) * self._unrolled(*key) <= INLINE_CALL_LIMIT
-                   for key, n in new.items())
+        for key, n in new.items():
+            calls, copies = total.get(key, 0) + n, self._unrolled(*key)
+            if calls > INLINE_CALL_LIMIT or (copies > 1 and calls * copies > UNROLLED_INLINE_LIMIT):
+                return False
+        return True
 
     # ---------------------------------------------------------------- bounds
     def required_at(self, f: int, site: Site) -> Box:

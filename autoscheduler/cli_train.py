@@ -1,0 +1,212 @@
+"""``autoschedule collect``, ``train`` and ``evaluate``: the cost model's data and training, from the CLI.
+
+``autoscheduler.cli`` calls ``register(subparsers)``; each handler returns an exit code and raises
+ToolkitError for anything the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import ToolkitError
+
+DEFAULT_DB = "data/db/samples.sqlite"
+# Same as cost_model.dataset.DEFAULT_CACHE_DIR, without importing torch for every CLI command.
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "db" / "feature_cache"
+
+
+def _measure_options(args: argparse.Namespace) -> Any:
+    from .measure import MeasureOptions
+    return MeasureOptions(n_samples=args.n_samples, min_sample_s=args.min_sample_s, warmup=1,
+                          num_threads=args.threads, build_timeout_s=args.build_timeout,
+                          run_timeout_s=args.run_timeout, reference_timeout_s=max(60.0, args.build_timeout),
+                          memory_limit_mb=args.memory_limit_mb, max_consecutive_errors=0,
+                          progress=not args.quiet)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import CollectOptions, collect, export_halide_samples, export_samples
+    names = tuple(n for item in (args.names or []) for n in item.split(",") if n)
+    if args.pipelines < 0 or args.schedules_per_pipeline < 1:
+        raise ToolkitError("--pipelines must be >= 0 and --schedules-per-pipeline >= 1")
+    if not (args.pipelines or names or args.export or args.export_halide):
+        raise ToolkitError("nothing to do: give --pipelines N (and/or --names) to collect, or --export / "
+                           "--export-halide to write the data set")
+    if args.pipelines or names:
+        opts = CollectOptions(pipelines=args.pipelines, schedules_per_pipeline=args.schedules_per_pipeline,
+                              seed_start=args.seed_start, names=names, small=args.small, target=args.target,
+                              beam_fraction=args.beam_fraction, weights=args.weights,
+                              search_time_budget_s=args.search_time_budget, measure=_measure_options(args))
+        report = collect(opts, args.db, log=None if args.quiet else print)
+        print(report.line())
+    if args.export:
+        n = export_samples(args.db, args.export)
+        print(f"exported {n} sample(s) from {args.db} to {args.export}")
+    if args.export_halide:
+        n = export_halide_samples(args.db, args.export_halide, cache_dir=args.cache_dir)
+        print(f"wrote {n} Halide .sample file(s) to {args.export_halide} (index.tsv names the pipeline ids)")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from cost_model.dataset import load_dataset
+    t0 = time.perf_counter()
+    data = load_dataset(args.db, cache_dir=args.cache_dir, min_schedules=2, progress=not args.quiet)
+    skipped = {k: v for k, v in data.stats.items() if k not in ("samples", "groups") and v}
+    print(f"loaded {len(data.pipelines)} pipeline(s), {data.num_schedules} schedule(s) from {args.db} in "
+          f"{time.perf_counter() - t0:.1f} s" + (f"; skipped {skipped}" if skipped else ""))
+    if not data.pipelines:
+        raise ToolkitError(f"{args.db}: no pipeline with two or more successful measurements; collect "
+                           "some with `autoschedule collect`")
+    return data
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cost_model.train import TrainOptions, evaluate, make_model, save_model, train
+    data = _load(args)
+    split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
+    print(f"split by pipeline: {split.describe()}")
+    if not split.train:
+        raise ToolkitError("no training pipelines after the split; collect more pipelines or lower "
+                           "--val-fraction / --test-fraction")
+    lr = args.lr if args.lr is not None else (1e-3 if args.model == "ours" else 1e-4)
+    opts = TrainOptions(epochs=args.epochs, lr=lr, batch_size=args.batch_size, patience=args.patience,
+                        seed=args.seed, rank_weight=args.rank_weight, adams_weight=args.adams_weight,
+                        logmse_weight=args.logmse_weight, abs_weight=args.abs_weight,
+                        progress=not args.quiet and not args.verbose,
+                        log=print if args.verbose else None)
+    model = make_model(args.model, args.init, seed=args.seed)
+    before = {name: evaluate(model, ps) for name, ps in (("val", split.val), ("test", split.test)) if ps}
+    result = train(model, split.train, split.val, opts)
+    print(f"trained {result.epochs_run} epoch(s) in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
+          + (" (early stop)" if result.stopped_early else ""))
+    metrics: dict[str, float] = {}
+    for name, ps in (("train", split.train), ("val", split.val), ("test", split.test)):
+        if not ps:
+            continue
+        s = evaluate(result.model, ps)
+        metrics.update(s.as_dict(f"{name}_"))
+        start = f" (start: {before[name].line()})" if name in before else ""
+        print(f"  {name:5s}: {s.line()}{start}")
+    last = result.history[-1] if result.history else {}
+    metrics["train_loss"] = float(last.get("train_loss", math.nan))
+    targets = sorted({p.target for p in data.pipelines})
+    devices = sorted({p.device for p in data.pipelines})
+    extra = {"train_options": opts.to_dict(), "init": args.init or "default",
+             "split": {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+                       "bundled_in_test": not args.train_on_bundled,
+                       "train_pipelines": len(split.train), "val_pipelines": len(split.val),
+                       "test_pipelines": len(split.test)},
+             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+             "data": str(args.db), "data_pipelines": len(data.pipelines)}
+    command = "autoschedule " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    pt, js = save_model(result.model, args.out, data_size=sum(p.num_schedules for p in split.train),
+                        metrics=metrics, target=",".join(targets), machine=";".join(devices),
+                        command=command, extra=extra)
+    print(f"saved {pt} and {js}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cost_model.train import BASELINE_WEIGHTS, evaluate, load_model
+    data = _load(args)
+    split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=True)
+    if args.split == "all":
+        held = list(data.pipelines)
+    else:
+        held = list(getattr(split, args.split))
+    if not held:
+        raise ToolkitError(f"no pipeline in the '{args.split}' split of {args.db} ({split.describe()}); "
+                           "use --split all on tiny data sets")
+    weights = args.weights or [str(BASELINE_WEIGHTS)]
+    random_held = [p for p in held if not p.bundled]
+    bundled = sorted({p.name for p in held if p.bundled})
+    print(f"held-out ({args.split}) pipelines: {len(random_held)} random, {len(bundled)} bundled workload(s)")
+    for w in weights:
+        model = load_model(w)
+        print(f"{w} ({type(model).__name__}):")
+        if random_held:
+            print(f"  random pipelines: {evaluate(model, random_held).line()}")
+        for name in bundled:
+            ps = [p for p in held if p.name == name]
+            print(f"  {name}: {evaluate(model, ps).line()}")
+        if args.per_pipeline:
+            for row in evaluate(model, held).rows:
+                print(f"    {row.name:16s} {row.key} n={row.n:4d} pairwise={row.pairwise:.3f} "
+                      f"top1={100 * row.top1_regret:.1f}% tau={row.kendall_tau:.3f}")
+    return 0
+
+
+def _common_data_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--db", default=DEFAULT_DB,
+                    help=f"tuning database (.sqlite) or sample export (.jsonl[.gz]) (default {DEFAULT_DB})")
+    sp.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="featurized-tensor cache directory")
+    sp.add_argument("--val-fraction", type=float, default=0.1, help="share of pipelines for validation")
+    sp.add_argument("--test-fraction", type=float, default=0.1, help="share of pipelines held out for test")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``collect``, ``train`` and ``evaluate`` to the CLI's subparsers."""
+    sp = subparsers.add_parser("collect", help="measure random schedules of random pipelines (training data)")
+    sp.add_argument("--pipelines", type=int, default=0, metavar="N", help="random pipelines to collect")
+    sp.add_argument("--schedules-per-pipeline", type=int, default=8, metavar="K")
+    sp.add_argument("--seed-start", type=int, default=0, metavar="S", help="first random pipeline seed")
+    sp.add_argument("--names", action="append", metavar="A,B", help="also collect these pipelines "
+                    "(bundled workloads or random_<seed>), comma-separated")
+    sp.add_argument("--db", default=DEFAULT_DB, help=f"the tuning database (default {DEFAULT_DB})")
+    sp.add_argument("--small", action="store_true", help="the pipelines' small test sizes")
+    sp.add_argument("--target", default="host")
+    sp.add_argument("--beam-fraction", type=float, default=0.5,
+                    help="share of schedules from dropout beam search (the rest uniformly random)")
+    sp.add_argument("--weights", help="cost model guiding the search (default: the shipped weights)")
+    sp.add_argument("--search-time-budget", type=float, default=20.0)
+    sp.add_argument("--n-samples", type=int, default=3, help="timing samples per schedule")
+    sp.add_argument("--min-sample-s", type=float, default=0.02, help="minimum seconds per timing sample")
+    sp.add_argument("--threads", type=int, default=None, help="HL_NUM_THREADS (default: the core count)")
+    sp.add_argument("--build-timeout", type=float, default=60.0)
+    sp.add_argument("--run-timeout", type=float, default=20.0)
+    sp.add_argument("--memory-limit-mb", type=int, default=8192)
+    sp.add_argument("--export", metavar="FILE", help="write the compact data set (e.g. data/samples.jsonl.gz)")
+    sp.add_argument("--export-halide", metavar="DIR", help="write Halide .sample files into DIR")
+    sp.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="featurized-tensor cache directory")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_collect)
+
+    sp = subparsers.add_parser("train", help="train the cost model on collected samples")
+    _common_data_args(sp)
+    sp.add_argument("--out", required=True, help="weights to write (NAME.pt + NAME.json)")
+    sp.add_argument("--model", choices=("ours", "adams"), default="ours")
+    sp.add_argument("--init", help="start from these weights (default: random for ours, Halide's baseline "
+                    "for adams; 'random' for a random AdamsNet)")
+    sp.add_argument("--epochs", type=int, default=200)
+    sp.add_argument("--lr", type=float, default=None, help="default 1e-3 (ours), 1e-4 (adams)")
+    sp.add_argument("--batch-size", type=int, default=256)
+    sp.add_argument("--patience", type=int, default=25, help="epochs without validation improvement")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--rank-weight", type=float, default=1.0)
+    sp.add_argument("--adams-weight", type=float, default=1.0)
+    sp.add_argument("--logmse-weight", type=float, default=1.0)
+    sp.add_argument("--abs-weight", type=float, default=0.1)
+    sp.add_argument("--train-on-bundled", action="store_true",
+                    help="let bundled workloads into train/val (default: always held out)")
+    sp.add_argument("--verbose", action="store_true", help="print every epoch")
+    sp.set_defaults(func=cmd_train)
+
+    sp = subparsers.add_parser("evaluate", help="ranking metrics of cost models on held-out pipelines")
+    _common_data_args(sp)
+    sp.add_argument("--weights", action="append", help="a model to evaluate (repeat to compare; default: "
+                    "the shipped Adams2019 weights)")
+    sp.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
+                    help="which pipelines (default: the held-out test split, bundled workloads included)")
+    sp.add_argument("--per-pipeline", action="store_true", help="one line per pipeline as well")
+    sp.set_defaults(func=cmd_evaluate)
+
+
+__all__ = ["register", "cmd_collect", "cmd_train", "cmd_evaluate"]
