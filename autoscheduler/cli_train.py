@@ -27,6 +27,7 @@ def _measure_options(args: argparse.Namespace) -> Any:
                           num_threads=args.threads, build_timeout_s=args.build_timeout,
                           run_timeout_s=args.run_timeout, reference_timeout_s=max(60.0, args.build_timeout),
                           memory_limit_mb=args.memory_limit_mb, max_consecutive_errors=0,
+                          build_workers=args.build_workers, builds_per_phase=args.builds_per_phase,
                           progress=not args.quiet)
 
 
@@ -68,6 +69,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cost_model.dataset import featurizer_fingerprint
     from cost_model.train import TrainOptions, evaluate, make_model, save_model, train
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
@@ -104,7 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        "train_pipelines": len(split.train), "val_pipelines": len(split.val),
                        "test_pipelines": len(split.test)},
              "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-             "data": str(args.db), "data_pipelines": len(data.pipelines)}
+             "data": str(args.db), "data_pipelines": len(data.pipelines),
+             "featurizer": featurizer_fingerprint()}
     command = "autoschedule " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     pt, js = save_model(result.model, args.out, data_size=sum(p.num_schedules for p in split.train),
                         metrics=metrics, target=",".join(targets), machine=";".join(devices),
@@ -114,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cost_model.train import BASELINE_WEIGHTS, evaluate, load_model
+    from cost_model.train import BASELINE_WEIGHTS, torch_threads
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=True)
     if args.split == "all":
@@ -128,6 +131,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     random_held = [p for p in held if not p.bundled]
     bundled = sorted({p.name for p in held if p.bundled})
     print(f"held-out ({args.split}) pipelines: {len(random_held)} random, {len(bundled)} bundled workload(s)")
+    with torch_threads(1):
+        _report(args, weights, held, random_held, bundled)
+    return 0
+
+
+def _report(args: argparse.Namespace, weights: list[str], held: list[Any], random_held: list[Any],
+            bundled: list[str]) -> None:
+    from cost_model.train import evaluate, load_model
     for w in weights:
         model = load_model(w)
         print(f"{w} ({type(model).__name__}):")
@@ -140,7 +151,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for row in evaluate(model, held).rows:
                 print(f"    {row.name:16s} {row.key} n={row.n:4d} pairwise={row.pairwise:.3f} "
                       f"top1={100 * row.top1_regret:.1f}% tau={row.kendall_tau:.3f}")
-    return 0
 
 
 def _common_data_args(sp: argparse.ArgumentParser) -> None:
@@ -173,6 +183,10 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--build-timeout", type=float, default=60.0)
     sp.add_argument("--run-timeout", type=float, default=20.0)
     sp.add_argument("--memory-limit-mb", type=int, default=8192)
+    sp.add_argument("--build-workers", type=int, default=2, help="parallel build processes (more on big "
+                    "machines; nothing is built while a schedule is timed)")
+    sp.add_argument("--builds-per-phase", type=int, default=2, help="schedules each build worker compiles "
+                    "before a timing phase")
     sp.add_argument("--export", metavar="FILE", help="write the compact data set (e.g. data/samples.jsonl.gz)")
     sp.add_argument("--export-halide", metavar="DIR", help="write Halide .sample files into DIR")
     sp.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="featurized-tensor cache directory")

@@ -217,7 +217,9 @@ def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: Mo
         pr.sizes = dict(sizes)
         dag = FunctionDAG.from_pipeline(spec.build(**sizes).pipeline())
         initial = State.initial(dag, target, parallelism)
-        states = generate_states(name, initial, opts.schedules_per_pipeline, cost, opts)
+        from cost_model.train import torch_threads
+        with torch_threads(1):
+            states = generate_states(name, initial, opts.schedules_per_pipeline, cost, opts)
     except (ToolkitError, ValueError, KeyError, RuntimeError) as e:
         # A random pipeline the introspection or the search cannot handle: note it, go on.
         pr.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

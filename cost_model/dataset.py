@@ -1,0 +1,496 @@
+"""Training data for the cost model: measured schedules, rebuilt and featurized, split by pipeline.
+
+A sample is stored as what reproduces it (``autoscheduler.collect``): the pipeline's name and sizes,
+the decision trace of the schedule, the target, the device and the thread count, and the measured
+times. Features are not stored: they are recomputed here, so a change to the featurizer never leaves
+stale training data behind. For each pipeline (same canonical hash, target and device) the spec is
+rebuilt (``halide_pipelines.get(name).build(**sizes)``), its FunctionDAG made once, every trace
+replayed from one search space (``State.from_space`` + ``apply``) and the batch featurized with the
+search's own featurizer (the same numbers the search scores).
+
+Featurized tensors are cached on disk, one ``.npz`` per pipeline, keyed by the pipeline hash, the
+target, the thread count and a fingerprint of the featurizer's source (``featurizer_fingerprint``),
+holding one row per decision-trace hash: a new sample of a cached pipeline costs one replay, and an
+edited featurizer invalidates the cache by itself.
+
+Sources: a tuning database (``.sqlite``/``.db``, :class:`autoscheduler.records.Records`), the compact
+export of ``autoschedule collect --export`` (``.jsonl`` or ``.jsonl.gz``), or ``records export``
+JSON lines.
+
+Splits are by whole pipelines and stable: a pipeline's role (train / val / test) is a function of its
+hash alone, so adding pipelines never moves an old one between splits, and no pipeline is in two.
+Bundled workloads (names that are not ``random_<seed>``) go to the test split by default: they are
+what the toolkit is judged on, never trained on unless asked.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from autoscheduler.errors import ToolkitError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "db" / "feature_cache"
+EXPORT_FORMAT = "halide-toolkit-samples"
+EXPORT_VERSION = 1
+CACHE_VERSION = 1
+
+
+class DatasetError(ToolkitError):
+    """A data source that cannot be read, or holds no usable samples."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measurement, as what reproduces it. ``runtime_s`` is the min over timing samples (None
+    when the measurement failed; ``error_code`` says how)."""
+
+    pipeline: str
+    sizes: dict[str, int]
+    pipeline_hash: str
+    target: str
+    device: str
+    num_threads: int
+    trace: list[Any] | None
+    runtime_s: float | None
+    error_code: str
+    samples: tuple[float, ...] = ()
+    predicted_cost: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code == "OK" and self.runtime_s is not None and self.runtime_s > 0
+
+    @property
+    def group_key(self) -> tuple[str, str, str, int]:
+        return (self.pipeline_hash, self.target, self.device, self.num_threads)
+
+    def trace_hash(self) -> str:
+        return trace_hash(self.trace or [])
+
+    def to_export(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "sizes": self.sizes, "pipeline_hash": self.pipeline_hash,
+                "target": self.target, "device": self.device, "num_threads": self.num_threads,
+                "trace": self.trace, "runtime_s": self.runtime_s, "error_code": self.error_code,
+                "samples": list(self.samples), "predicted_cost": self.predicted_cost}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Sample":
+        """From a compact export line, or from a ``records export`` line (Record.to_json)."""
+        if "pipeline_name" in d:   # a full record
+            return cls(str(d["pipeline_name"]), dict(d["sizes"]), str(d["pipeline_hash"]), str(d["target"]),
+                       str(d["device"]), int(d["num_threads"]), d.get("trace"),
+                       None if d.get("statistic") is None else float(d["statistic"]), str(d["error_code"]),
+                       tuple(float(x) for x in d.get("samples") or ()), d.get("predicted_cost"))
+        return cls(str(d["pipeline"]), {str(k): int(v) for k, v in dict(d["sizes"]).items()},
+                   str(d["pipeline_hash"]), str(d["target"]), str(d["device"]), int(d["num_threads"]),
+                   d.get("trace"), None if d.get("runtime_s") is None else float(d["runtime_s"]),
+                   str(d["error_code"]), tuple(float(x) for x in d.get("samples") or ()),
+                   d.get("predicted_cost"))
+
+
+def trace_hash(trace: list[Any]) -> str:
+    """The records' trace hash (same function, so cache rows and database rows agree)."""
+    from autoscheduler.measure.candidate import trace_hash as _th
+    return _th(trace)
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+def _open_text(path: Path, mode: str = "rt") -> Any:
+    if path.suffix == ".gz":
+        return gzip.open(path, mode, encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def read_samples(source: str | os.PathLike[str], *, include_failures: bool = False) -> list[Sample]:
+    """Every sample of a database or export file (only successful ones unless ``include_failures``)."""
+    path = Path(source)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such database or sample file; check the path")
+    out: list[Sample] = []
+    if path.suffix in (".sqlite", ".db", ".sqlite3"):
+        from autoscheduler.records import Records
+        with Records(path, readonly=True) as db:
+            for rec in db.all():
+                out.append(Sample(rec.pipeline_name, dict(rec.sizes), rec.pipeline_hash, rec.target,
+                                  rec.device, rec.num_threads, rec.trace, rec.statistic, rec.error_code,
+                                  tuple(rec.samples), rec.predicted_cost))
+    else:
+        try:
+            with _open_text(path) as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        d = json.loads(line)
+                        if isinstance(d, dict) and d.get("format") == EXPORT_FORMAT:
+                            if d.get("version") != EXPORT_VERSION:
+                                raise DatasetError(f"{path}: sample export version {d.get('version')!r}; "
+                                                   f"this toolkit reads version {EXPORT_VERSION}")
+                            continue   # the header line
+                        out.append(Sample.from_json(d))
+                    except (ValueError, KeyError, TypeError) as e:
+                        warnings.warn(f"{path}:{lineno}: skipped a malformed sample ({e})", stacklevel=2)
+        except (OSError, EOFError) as e:
+            raise DatasetError(f"{path}: cannot read ({e}); check that it is a sample export or a "
+                               "tuning database (.sqlite)") from None
+    return out if include_failures else [s for s in out if s.ok]
+
+
+def write_export(samples: Iterable[Sample], out: str | os.PathLike[str]) -> int:
+    """The compact data set: a header line then one JSON line per sample (gzip when ``.gz``)."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    rows = sorted(samples, key=lambda s: (s.pipeline, s.pipeline_hash, s.target, s.device, s.trace_hash()))
+    try:
+        raw = open(tmp, "wb")
+        with raw:
+            # mtime=0: the same samples give the same bytes (a committed file changes only with its data)
+            fh: Any = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == ".gz" else raw
+            with io.TextIOWrapper(fh, encoding="utf-8") as text:
+                text.write(json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                                       "count": len(rows)}) + "\n")
+                for s in rows:
+                    text.write(json.dumps(s.to_export(), sort_keys=True, separators=(",", ":")) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot write the export ({e.strerror}); check the path") from None
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------------------- featurizing
+
+@dataclass
+class PipelineData:
+    """The featurized, successful schedules of one pipeline on one target and device.
+
+    ``pipeline`` float32 [S, 40, 7]; ``schedule`` float32 [B, S, 39]; ``runtimes_ms`` float64 [B]
+    (min over timing samples, milliseconds); ``num_cores`` the search's parallelism (= threads).
+    """
+
+    name: str
+    sizes: dict[str, int]
+    pipeline_hash: str
+    target: str
+    device: str
+    num_cores: int
+    pipeline: np.ndarray
+    schedule: np.ndarray
+    runtimes_ms: np.ndarray
+    trace_hashes: list[str] = field(default_factory=list)
+    type_mask: np.ndarray | None = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the group (pipeline hash + target + device) in file names and splits."""
+        return hashlib.sha256(f"{self.pipeline_hash}|{self.target}|{self.device}|{self.num_cores}".encode()
+                              ).hexdigest()[:16]
+
+    @property
+    def bundled(self) -> bool:
+        return not is_random_name(self.name)
+
+    @property
+    def num_schedules(self) -> int:
+        return int(self.runtimes_ms.shape[0])
+
+    def subset(self, idx: np.ndarray | Sequence[int]) -> "PipelineData":
+        ix = np.asarray(idx, dtype=np.int64)
+        return PipelineData(self.name, self.sizes, self.pipeline_hash, self.target, self.device,
+                            self.num_cores, self.pipeline, self.schedule[ix], self.runtimes_ms[ix],
+                            [self.trace_hashes[i] for i in ix] if self.trace_hashes else [], self.type_mask)
+
+
+def is_random_name(name: str) -> bool:
+    return name.startswith("random_") and name[len("random_"):].isdigit()
+
+
+def featurizer_fingerprint() -> str:
+    """Hash of the source of everything the features depend on (DAG, state, featurizer)."""
+    h = hashlib.sha256(f"cache{CACHE_VERSION}".encode())
+    base = REPO_ROOT / "autoscheduler"
+    for sub in ("dag", "state", "features"):
+        for f in sorted((base / sub).glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class FeatureCache:
+    """Per-pipeline ``.npz`` files of schedule features by trace hash (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
+        self.dir = None if directory is None else Path(directory)
+        self._fp: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = featurizer_fingerprint()
+        return self._fp
+
+    def path(self, pipeline_hash: str, target: str, num_cores: int) -> Path | None:
+        if self.dir is None:
+            return None
+        tkey = hashlib.sha256(f"{target}|{num_cores}".encode()).hexdigest()[:10]
+        return self.dir / f"{pipeline_hash[:24]}_{tkey}_{self.fingerprint}.npz"
+
+    def load(self, pipeline_hash: str, target: str, num_cores: int
+             ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
+        """(pipeline features, type mask, {trace hash: [S, 39] row}); empty when not cached."""
+        p = self.path(pipeline_hash, target, num_cores)
+        if p is None or not p.exists():
+            return None, None, {}
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                pipe, mask, sched, hashes = z["pipeline"], z["type_mask"], z["schedule"], z["trace_hashes"]
+        except (OSError, ValueError, KeyError, EOFError):
+            return None, None, {}   # a damaged cache file is rebuilt
+        return pipe, mask, {str(h): sched[i] for i, h in enumerate(hashes)}
+
+    def store(self, pipeline_hash: str, target: str, num_cores: int, pipeline: np.ndarray,
+              type_mask: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        p = self.path(pipeline_hash, target, num_cores)
+        if p is None or not rows:
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        hashes = sorted(rows)
+        tmp = p.with_name(p.stem + ".tmp.npz")
+        np.savez_compressed(tmp, pipeline=pipeline, type_mask=type_mask,
+                            schedule=np.stack([rows[h] for h in hashes]).astype(np.float32),
+                            trace_hashes=np.asarray(hashes))
+        os.replace(tmp, p)
+
+
+@dataclass
+class Rebuilt:
+    """A pipeline rebuilt for featurizing: its search space and per-stage facts."""
+
+    space: Any
+    pipeline: np.ndarray
+    type_mask: np.ndarray
+
+
+def rebuild(name: str, sizes: dict[str, int], target: str, num_cores: int) -> Rebuilt:
+    """Build the named spec at ``sizes``, its DAG and search space (raises ToolkitError)."""
+    import halide_pipelines
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.features import featurizer_for
+    from autoscheduler.state import SearchSpace
+    try:
+        spec = halide_pipelines.get(name)
+    except halide_pipelines.UnknownPipelineError as e:
+        raise DatasetError(str(e)) from None
+    built = spec.build(**sizes)
+    dag = FunctionDAG.from_pipeline(built.pipeline())
+    space = SearchSpace(dag, target, num_cores)
+    stages = dag.featurization_order()
+    mask = np.stack([np.asarray(st.features.types_in_use, dtype=np.float32) for st in stages]) \
+        if stages else np.zeros((0, 7), np.float32)
+    return Rebuilt(space, featurizer_for(space).pipeline.copy(), mask)
+
+
+def replay(space: Any, trace: Sequence[Any]) -> Any:
+    """The complete state a trace describes, replayed in ``space`` (raises ScheduleError)."""
+    from autoscheduler.state import State, decision_from_dict
+    from autoscheduler.errors import ScheduleError
+    state = State.from_space(space)
+    for d in trace:
+        state = state.apply(decision_from_dict(d) if isinstance(d, dict) else d)
+    if not state.is_complete:
+        raise ScheduleError("the trace leaves the schedule incomplete")
+    return state
+
+
+def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None,
+                    stats: dict[str, int] | None = None) -> PipelineData | None:
+    """Featurize the successful samples of one group (same ``group_key``); None when none replays.
+
+    Duplicate traces keep their fastest measurement. ``stats`` counts what was skipped and why.
+    """
+    from autoscheduler.errors import ToolkitError as _TE
+    from autoscheduler.features import featurizer_for
+    stats = stats if stats is not None else {}
+    best: dict[str, Sample] = {}
+    for s in samples:
+        if not s.ok or s.trace is None:
+            continue
+        h = s.trace_hash()
+        if h not in best or (s.runtime_s or math.inf) < (best[h].runtime_s or math.inf):
+            if h in best:
+                stats["duplicate"] = stats.get("duplicate", 0) + 1
+            best[h] = s
+        else:
+            stats["duplicate"] = stats.get("duplicate", 0) + 1
+    if not best:
+        return None
+    first = next(iter(best.values()))
+    cache = cache or FeatureCache(None)
+    pipe, mask, rows = cache.load(first.pipeline_hash, first.target, first.num_threads)
+    missing = [h for h in best if h not in rows]
+    if missing or pipe is None or mask is None:
+        try:
+            rb = rebuild(first.pipeline, first.sizes, first.target, first.num_threads)
+        except (_TE, ValueError) as e:
+            stats["unbuildable"] = stats.get("unbuildable", 0) + len(best)
+            warnings.warn(f"{first.pipeline} {first.sizes}: cannot rebuild ({e}); its samples are skipped",
+                          stacklevel=2)
+            return None
+        pipe, mask = rb.pipeline, rb.type_mask
+        states, hashes = [], []
+        for h in missing:
+            try:
+                states.append(replay(rb.space, best[h].trace or []))
+                hashes.append(h)
+            except (_TE, ValueError, KeyError, TypeError) as e:
+                stats["unreplayable"] = stats.get("unreplayable", 0) + 1
+                if stats["unreplayable"] <= 3:
+                    warnings.warn(f"{first.pipeline}: a trace no longer replays ({e}); skipped", stacklevel=2)
+        if states:
+            feats = featurizer_for(rb.space).batch(states)
+            for h, row in zip(hashes, feats):
+                rows[h] = row
+            cache.store(first.pipeline_hash, first.target, first.num_threads, pipe, mask, rows)
+    keep = sorted(h for h in best if h in rows)   # the same order from any source
+    if not keep:
+        return None
+    sched = np.stack([rows[h] for h in keep]).astype(np.float32)
+    runtimes = np.asarray([(best[h].runtime_s or 0.0) * 1e3 for h in keep], dtype=np.float64)
+    return PipelineData(first.pipeline, dict(first.sizes), first.pipeline_hash, first.target, first.device,
+                        first.num_threads, np.asarray(pipe, dtype=np.float32), sched, runtimes, keep,
+                        np.asarray(mask, dtype=np.float32))
+
+
+def group_samples(samples: Iterable[Sample]) -> dict[tuple[str, str, str, int], list[Sample]]:
+    groups: dict[tuple[str, str, str, int], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.group_key, []).append(s)
+    return groups
+
+
+@dataclass
+class Dataset:
+    """Featurized pipelines plus what was skipped while loading."""
+
+    pipelines: list[PipelineData]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_schedules(self) -> int:
+        return sum(p.num_schedules for p in self.pipelines)
+
+    def split(self, val_fraction: float = 0.1, test_fraction: float = 0.1, *,
+              bundled_in_test: bool = True, salt: str = "") -> "Split":
+        return split_pipelines(self.pipelines, val_fraction, test_fraction,
+                               bundled_in_test=bundled_in_test, salt=salt)
+
+
+def load_dataset(source: str | os.PathLike[str] | Sequence[Sample], *,
+                 cache_dir: str | os.PathLike[str] | None = DEFAULT_CACHE_DIR, min_schedules: int = 2,
+                 progress: bool = False) -> Dataset:
+    """Read, group by pipeline, featurize (cached) and keep pipelines with >= ``min_schedules``."""
+    samples = list(source) if not isinstance(source, (str, os.PathLike)) else read_samples(source)
+    groups = group_samples(samples)
+    cache = FeatureCache(cache_dir)
+    stats: dict[str, int] = {"samples": len(samples), "groups": len(groups)}
+    out: list[PipelineData] = []
+    items: Iterable[tuple[Any, list[Sample]]] = sorted(groups.items(), key=lambda kv: (kv[1][0].pipeline, kv[0]))
+    if progress:
+        from tqdm import tqdm
+        items = tqdm(list(items), desc="featurize", unit="pipeline", leave=False)
+    for _, group in items:
+        data = featurize_group(group, cache, stats)
+        if data is None:
+            continue
+        if data.num_schedules < min_schedules:
+            stats["too_few_schedules"] = stats.get("too_few_schedules", 0) + 1
+            continue
+        out.append(data)
+    return Dataset(out, stats)
+
+
+# ---------------------------------------------------------------------------------------- splits
+
+def split_role(key: str, val_fraction: float, test_fraction: float, salt: str = "") -> str:
+    """``train``, ``val`` or ``test`` from a hash of the pipeline key alone (stable as data grows)."""
+    u = int(hashlib.sha256(f"{salt}|{key}".encode()).hexdigest()[:12], 16) / float(1 << 48)
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+@dataclass
+class Split:
+    train: list[PipelineData]
+    val: list[PipelineData]
+    test: list[PipelineData]
+
+    def describe(self) -> str:
+        def n(ps: list[PipelineData]) -> str:
+            return f"{len(ps)} pipelines / {sum(p.num_schedules for p in ps)} schedules"
+        return f"train {n(self.train)}, val {n(self.val)}, test {n(self.test)}"
+
+
+def split_pipelines(pipelines: Sequence[PipelineData], val_fraction: float = 0.1,
+                    test_fraction: float = 0.1, *, bundled_in_test: bool = True, salt: str = "") -> Split:
+    """Split by whole pipelines (by ``pipeline_hash``: the same pipeline on two devices stays together).
+
+    When the hash rule leaves val or test empty but there are enough random pipelines (tiny data
+    sets), the train pipelines whose hash is closest to those splits move there, so that there is
+    always something held out; with 10+ pipelines this never triggers in practice.
+    """
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum below 1")
+    split = Split([], [], [])
+    for p in pipelines:
+        role = "test" if (bundled_in_test and p.bundled) else split_role(p.pipeline_hash, val_fraction,
+                                                                        test_fraction, salt)
+        getattr(split, role).append(p)
+
+    def score(p: PipelineData) -> int:
+        return int(hashlib.sha256(f"{salt}|{p.pipeline_hash}".encode()).hexdigest()[:12], 16)
+
+    random_test = [p for p in split.test if not p.bundled]
+    if test_fraction > 0 and not random_test and len(split.train) >= 3:
+        p = min(split.train, key=score)
+        split.train.remove(p)
+        split.test.append(p)
+    if val_fraction > 0 and not split.val and len(split.train) >= 2:
+        p = min(split.train, key=score)
+        split.train.remove(p)
+        split.val.append(p)
+    return split
+
+
+def iter_batches(data: PipelineData, batch_size: int, rng: np.random.Generator) -> Iterator[PipelineData]:
+    """Random batches of one pipeline's schedules (all of them when they fit in one batch)."""
+    n = data.num_schedules
+    if n <= batch_size:
+        yield data
+        return
+    perm = rng.permutation(n)
+    for i in range(0, n, batch_size):
+        idx = perm[i:i + batch_size]
+        if len(idx) >= 2:
+            yield data.subset(idx)
+
+
+__all__ = ["Sample", "PipelineData", "Dataset", "Split", "FeatureCache", "DatasetError", "read_samples",
+           "write_export", "load_dataset", "featurize_group", "group_samples", "split_pipelines",
+           "split_role", "rebuild", "replay", "featurizer_fingerprint", "iter_batches", "is_random_name",
+           "DEFAULT_CACHE_DIR", "EXPORT_FORMAT", "EXPORT_VERSION"]
