@@ -15,9 +15,11 @@ import torch
 
 from torch import nn
 
+import cost_model
+
 from .features import network_inputs
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "cost_model" / "weights"
+WEIGHTS_DIR = Path(cost_model.__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "adams2019_baseline.weights"
 
 
