@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import halide as hl
 
 from halide_pipelines.spec import BuiltPipeline, output_buffers
+
+
+def time_callable(fn: Callable[[], Any], *, repeats: int = 5, min_sample_s: float = 0.05) -> dict[str, float]:
+    """Time any zero-argument callable (PyTorch baselines): one warm-up, samples stretched to at
+    least ``min_sample_s``, min and median in milliseconds."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    inner = max(1, int(min_sample_s / max(time.perf_counter() - t0, 1e-7)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner * 1e3)
+    return {"min_ms": min(samples), "median_ms": statistics.median(samples)}
 
 
 def time_pipeline(built: BuiltPipeline, pipeline: hl.Pipeline, inputs: Mapping[str, Any],

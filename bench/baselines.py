@@ -31,7 +31,7 @@ import halide as hl  # noqa: E402
 import halide_pipelines  # noqa: E402
 from autoscheduler import baselines, schedules  # noqa: E402
 from autoscheduler.errors import ToolkitError  # noqa: E402
-from autoscheduler.timing import time_pipeline  # noqa: E402
+from autoscheduler.timing import time_callable, time_pipeline  # noqa: E402
 import peak  # noqa: E402
 
 
@@ -56,18 +56,7 @@ def torch_row(spec: Any, sizes: dict, inputs: dict, repeats: int) -> dict[str, A
         return None
     import torch
     torch.set_num_threads(os.cpu_count() or 1)
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(0.05 / once))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner * 1e3)
-    return {"min_ms": min(samples), "median_ms": float(np.median(samples))}
+    return time_callable(fn, repeats=repeats)
 
 
 def bench_workload(spec: Any, sizes: dict, target: hl.Target, repeats: int, search_timeout: float,

@@ -54,7 +54,7 @@ from autoscheduler import baselines, schedules  # noqa: E402
 from autoscheduler.dag import FunctionDAG  # noqa: E402
 from autoscheduler.errors import ToolkitError  # noqa: E402
 from autoscheduler.ir import nodes as ir  # noqa: E402
-from autoscheduler.timing import time_pipeline  # noqa: E402
+from autoscheduler.timing import time_callable, time_pipeline  # noqa: E402
 
 VECTOR = 16  # float32 lanes of AVX-512; the tiles below are in units of it
 
@@ -415,17 +415,7 @@ def torch_ms(spec: Any, sizes: dict[str, int], inputs: dict[str, Any], repeats: 
         return None
     import torch
     torch.set_num_threads(os.cpu_count() or 1)
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    inner = max(1, int(0.05 / max(time.perf_counter() - t0, 1e-7)))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner * 1e3)
-    return {"min_ms": min(samples), "median_ms": float(np.median(samples))}
+    return time_callable(fn, repeats=repeats)
 
 
 def bench_workload(name: str, target: hl.Target, repeats: int, search_timeout: float, adams: bool,
