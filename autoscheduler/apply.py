@@ -83,7 +83,10 @@ class _Names:
         taken |= set(self.rvar_ids.values())
         self.func: dict[int, str] = {}
         for f in space.order:
-            ident = _ident(strip_suffix(space.node(f).name))
+            name = strip_suffix(space.node(f).name)
+            # Halide-generated names count per process (lambda_7, f12): number them by index instead
+            name = re.sub(r"^(lambda_|f)\d+$", lambda m: f"{m.group(1)}{f}", name)
+            ident = _ident(name)
             if ident in taken:
                 ident = f"{ident}_{f}"
             while ident in taken:
@@ -134,10 +137,36 @@ def _stage_calls(state: State, names: _Names, plan: StagePlan) -> list[str]:
         calls.append(f".vectorize({v(plan.vectorize[0])})")
     for n in plan.unroll:
         calls.append(f".unroll({v(n)})")
+    held = _unpartitioned_loops(state, plan)
+    if held:
+        calls.append(f".never_partition([{', '.join(v(n) for n in held)}])")
     return calls
 
 
-def _describe_place(state: State, f: int) -> str:
+def _unpartitioned_loops(state: State, plan: StagePlan) -> list[str]:
+    """Loops Halide must not partition: those enclosing another Func's realization and those of
+    dimensions other than the vector one. Partitioning peels GuardWithIf tails off a loop by copying
+    its body, realizations inside included, at every level: code size (and LLVM's time) grows
+    exponentially with the depth of compute_at nests and the number of split dimensions. Tails are
+    still peeled off the vector dimension's loop (a predicated steady state would be slow); other
+    dimensions keep a scalar branch per iteration, which costs next to nothing."""
+    innermost: Optional[int] = None
+    for f in state.space.order:
+        p = state.placement(f)
+        if p is None or p.where != WHERE_AT:
+            continue
+        for ref in (p.at, p.store_at):
+            if ref is not None and (ref.func, ref.stage) == (plan.func, plan.stage):
+                i = plan.index_of(plan.loop(ref.level, ref.dim).var)
+                innermost = i if innermost is None else min(innermost, i)
+    vec = plan.loops[0].dim if plan.vectorize is not None else -2
+    keep = {l.var for l in plan.loops if l.level in ("inner", "outer", "parallel") and l.dim != vec}
+    if innermost is not None:
+        keep |= {l.var for l in plan.loops[innermost:]}
+    return [l.var for l in plan.loops if l.var in keep]
+
+
+def _describe_place(state: State, names: "_Names", f: int) -> str:
     p = state.placement(f)
     assert p is not None
     if p.where != WHERE_AT:
@@ -148,8 +177,11 @@ def _describe_place(state: State, f: int) -> str:
     def loop_name(ref: LoopRef) -> str:
         plan = state.plan(ref.func, ref.stage)
         assert plan is not None
-        stage = space.stage(ref.func, ref.stage)
-        return f"{strip_suffix(stage.name)} loop {plan.loop(ref.level, ref.dim).var}"
+        stage = names.func[ref.func] + (f".update({ref.stage - 1})" if ref.stage else "")
+        var = plan.loop(ref.level, ref.dim).var
+        if var in space.node(ref.func).args:
+            var = space.bases[ref.func][space.node(ref.func).args.index(var)]
+        return f"{stage} loop {var}"
 
     text = f"computed at {loop_name(p.at)}"
     if p.store_at is not None:
@@ -175,7 +207,7 @@ def schedule_source(state: State) -> str:
         p = state.placement(f)
         assert p is not None
         out.append("")
-        out.append(f"# {strip_suffix(node.name)}: {_describe_place(state, f)}")
+        out.append(f"# {h}: {_describe_place(state, names, f)}")
         if p.where == WHERE_INLINE:
             out.append(f"{h}.compute_inline()")
             continue
@@ -217,17 +249,18 @@ def schedule_source(state: State) -> str:
 
 
 def check_pipeline(state: State, pipeline: hl.Pipeline) -> None:
-    """The pipeline must have the state's Funcs, in the same realization order."""
+    """The pipeline must have the state's Funcs, in the same realization order, with the same
+    dimensions and stages (names may differ: Halide numbers repeated and generated names per build)."""
     funcs = pipeline_funcs(pipeline)
-    want = [strip_suffix(n.name) for n in state.space.dag.nodes]
-    have = [strip_suffix(f.name()) for f in funcs]
-    if want != have:
-        raise ScheduleError(f"the pipeline's Funcs ({len(have)}) are not the ones the state was built for "
-                            f"({len(want)}); build the same algorithm")
-    for f in state.space.order:
-        node = state.space.node(f)
-        if funcs[f].num_update_definitions() != len(node.stages) - 1 or funcs[f].dimensions() != node.dimensions:
-            raise ScheduleError(f"Func {f} ({have[f]}) differs from the state's in stages or dimensions")
+    nodes = state.space.dag.nodes
+    if len(funcs) != len(nodes):
+        raise ScheduleError(f"the pipeline has {len(funcs)} Funcs, the state was built for {len(nodes)}: "
+                            "apply it to the same algorithm")
+    for f, node in enumerate(nodes):
+        if funcs[f].dimensions() != node.dimensions or (
+                not node.is_input and funcs[f].num_update_definitions() != len(node.stages) - 1):
+            raise ScheduleError(f"Func {f} ({funcs[f].name()}) differs from the state's ({node.name}) in "
+                                "dimensions or stages: apply it to the same algorithm")
 
 
 def apply_state(state: State, pipeline: hl.Pipeline, source: Optional[str] = None) -> str:

@@ -22,6 +22,13 @@ Legality is decided here, never left to Halide:
 - unrolled extents multiply to at most ``UNROLL_LIMIT``; outer tiles are multiples of the register
   tile; only root Funcs get a parallel task loop.
 
+What the search *offers* (``options()`` / ``children()``) is narrower than what is legal, as in
+Adams2019: no compute site where the Func's region does not shrink from the site outside it or where
+it would be computed more than RECOMPUTE_LIMIT x its root region; no inlining past
+INLINE_CALL_LIMIT inlined calls per point (UNROLLED_INLINE_LIMIT counting unrolled copies); the
+tilings of ``tilings.py``. ``apply`` (and so ``from_trace`` / ``from_json``) checks legality only,
+so a trace may hold decisions the menu never offers (e.g. a Halide plugin's schedule replayed).
+
 A state is immutable: ``apply(decision)`` and ``children()`` return new states.
 """
 

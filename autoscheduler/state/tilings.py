@@ -14,7 +14,7 @@ from .decisions import UNROLL_LIMIT, InnerTile, Kernel, OuterTile
 
 ROW_FACTORS = (2, 3, 4, 6, 8)        # unrolled rows of a register tile
 VECTOR_FACTORS = (1, 2, 4)           # vectors per register tile along the vector dimension
-MAX_PER_DIM = 6                      # tile sizes offered per dimension
+MAX_PER_DIM = 8                      # tile sizes offered per dimension
 MAX_OUTER = 24                       # outer tilings offered per stage
 MAX_TASK_FACTOR = 16                 # tasks between parallelism and 16x parallelism (Adams2019)
 MAX_IDLE_WASTAGE = 1.2
