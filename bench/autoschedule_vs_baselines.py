@@ -103,12 +103,13 @@ def main() -> int:
         results.append(res)
         print_row(res)
         sys.stdout.flush()
-    summary = geomeans(results)
-    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
-    out = {"machine": {"cores": os.cpu_count(), "target": str(target)}, "results": results,
-           "geomean": summary, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, default=str))
+        # Written after every workload, so an interrupted run keeps what it measured.
+        summary = geomeans(results)
+        out = {"machine": {"cores": os.cpu_count(), "target": str(target)}, "results": results,
+               "geomean": summary, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1, default=str))
+    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in geomeans(results).items()))
     print(f"# wrote {args.out}")
     return 0
 

@@ -126,11 +126,12 @@ def main() -> int:
         results.append(res)
         print_row(res)
         sys.stdout.flush()
-    out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "target": str(target)},
-           "peaks_max": peaks, "halide": "21.0.0", "results": results,
-           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+        # Written after every workload, so an interrupted run keeps what it measured.
+        out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "target": str(target)},
+               "peaks_max": peaks, "halide": "21.0.0", "results": results,
+               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1, default=str))
     print(f"# wrote {args.out}")
     return 0
 
