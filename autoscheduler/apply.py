@@ -17,6 +17,12 @@ Notes on the Halide calls emitted:
   including sizes smaller than a tile.
 - Non-output Funcs vectorised along a dimension other than their first store that dimension
   innermost (``reorder_storage``), as Adams2019 does.
+- ``never_partition`` on the loops that hold other Funcs' realizations and on the loops of
+  non-vector dimensions (see ``_unpartitioned_loops``): without it, peeling GuardWithIf tails copies
+  whole compute_at subtrees and a random schedule of camera_pipe took minutes to compile.
+- Halide-generated names (``v123`` Vars, ``lambda_4`` Funcs) differ between builds of the same
+  pipeline: such Vars are taken from ``Func.args()`` and such Funcs named by realization index, so the
+  source is the same text for every build.
 """
 
 from __future__ import annotations

@@ -218,21 +218,33 @@ def test_illegal_decisions_are_rejected():
 
 
 def test_sliding_window_needs_a_window_that_moves():
-    dag = _dag("blur")
+    dag = _dag("multi_output")     # blur_x reads the input through a boundary condition
     bx, by = _index(dag, "blur_x"), _index(dag, "blur_y")
-    s = State.initial(dag, AVX2, parallelism=2).apply(Place(by, "root"))
-    s = s.apply(InnerTile(by, 0, 0, 32, ()))
+    s = _advance(State.initial(dag, AVX2, parallelism=2), by).apply(Place(by, "root"))
+    s = s.apply(InnerTile(by, 0, 0, 16, ()))
     s = s.apply(OuterTile(by, 0, ((1, 8),), True))       # y in tasks of 8 rows, x inside
     loops = s.site_loops(by, 0)
     assert [(r.level, r.dim) for r in loops] == [("parallel", -1), ("inner", 1), ("inner", 0)]
     # computed per row, stored per task: the 3-row window slides down the rows
-    assert s.apply(Place(bx, "at", loops[1], loops[0])).placement(bx).store_at == loops[0]
+    slid = s.apply(Place(bx, "at", loops[1], loops[0]))
+    assert slid.placement(bx).store_at == loops[0]
     assert Place(bx, "at", loops[1], loops[0]) in s.options()
+    slid = slid.apply(InnerTile(bx, 0, 0, 16, ())).apply(OuterTile(bx, 0, (), False))
+    assert {sp.tail for sp in slid.plan(bx, 0).splits} == {"GuardWithIf"}
     # x is the vector dimension: no sliding along it
     with pytest.raises(IllegalDecisionError, match="vector dimension"):
         s.apply(Place(bx, "at", loops[2], loops[1]))
     with pytest.raises(IllegalDecisionError, match="right outside"):
         s.apply(Place(bx, "at", loops[2], loops[0]))
+    # blur's blur_x reads its input directly: Halide's warm-up rows would read above the image
+    dag = _dag("blur")
+    bx, by = _index(dag, "blur_x"), _index(dag, "blur_y")
+    s = State.initial(dag, AVX2, parallelism=2).apply(Place(by, "root"))
+    s = s.apply(InnerTile(by, 0, 0, 32, ())).apply(OuterTile(by, 0, ((1, 8),), True))
+    loops = s.site_loops(by, 0)
+    with pytest.raises(IllegalDecisionError, match="reads its input buffers further"):
+        s.apply(Place(bx, "at", loops[1], loops[0]))
+    assert not any(p.store_at for p in s.options())
 
 
 def test_trace_and_json_rebuild_the_same_state_on_a_fresh_build():

@@ -12,10 +12,13 @@ Legality is decided here, never left to Halide:
 - a Func is computed at root or at a loop that encloses every use of it: the common ancestors of
   every (non-inlined) consumer stage's loops, uses through inlined Funcs included; only the ``inner``,
   ``outer`` and ``parallel`` loops are sites (never a vector, unrolled or RVar loop);
-- ``store_at`` (sliding window) only for single-stage Funcs, only at the site loop right outside the
-  compute loop in the same consumer stage, never across a parallel loop nor along the consumer's
-  vector dimension, and only where the Func's region really slides (Halide reads out of bounds when
-  it "slides" a window that does not move);
+- ``store_at`` (sliding window) only for single-stage Funcs whose larger regions never read an input
+  further (Halide warms a window up by computing rows before the first), only at the site loop right
+  outside the compute loop in the same consumer stage, never across a parallel loop nor along the
+  consumer's vector dimension, and only where the Func's region really slides (Halide reads out of
+  bounds when it "slides" a window that does not move), at most one Func per store loop (two
+  windows sliding over one loop came out wrong); a sliding Func's tails are GuardWithIf (rounded-up
+  rows would overwrite live rows of folded storage);
 - RVars are never split, vectorised or parallelised and keep their order; only pure dimensions of a
   stage (an update's pure dimensions included) are tiled, vectorised, unrolled or parallelised;
   an update with RVars unrolls a register tile only as a :class:`Kernel` (RVars outside it);
@@ -488,6 +491,11 @@ class State:
             return "the window would slide along the consumer's vector dimension"
         if self.required_at(f, store) == self.required_at(f, at):
             return "its region does not move along the compute loop (nothing to slide)"
+        if any(p.store_at == store for g, p in self._t.place.items() if g != f):
+            return "another Func already slides over this loop (Halide then gets both windows wrong)"
+        if self.space.tail[f] != TAIL_ROUND_UP:
+            return ("a larger region of it reads its input buffers further, and Halide warms a sliding "
+                    "window up by computing rows before the first one")
         return ""
 
     def _extents(self, f: int, s: int) -> dict[int, int]:
@@ -560,8 +568,9 @@ class State:
         t = self._t.copy()
         t.outer[(f, s)] = d
         node = self.space.node(f)
-        t.plans[(f, s)] = plan_stage(node, st, self.space.bases[f], inner, d, self.space.tail[f],
-                                     self._t.region[f][1][s])
+        # a sliding window's storage may be folded: rounding its loops up would overwrite live rows
+        tail = TAIL_GUARD if self._t.place[f].store_at is not None else self.space.tail[f]
+        t.plans[(f, s)] = plan_stage(node, st, self.space.bases[f], inner, d, tail, self._t.region[f][1][s])
         slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
         return self._child(d, slot, t)
 
