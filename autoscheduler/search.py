@@ -111,7 +111,10 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
             if time.perf_counter() - start > opts.time_budget_s:
                 timed_out = True
                 # Finish the best partial state greedily so something complete comes back.
-                pass_finals = [(math.inf, _greedy_complete(beam[0][1], cost_fn))]
+                done = _greedy_complete(beam[0][1], cost_fn)
+                c = float(np.asarray(cost_fn([done]), dtype=np.float64)[0])
+                scored += 1
+                pass_finals = [(c if math.isfinite(c) else math.inf, done)]
                 break
             children: list[State] = []
             seen: set[int] = set()

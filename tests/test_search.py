@@ -98,5 +98,7 @@ def test_time_budget_still_returns_a_complete_legal_schedule():
     built = spec.build(**sizes)
     sched = autoschedule(built.outputs, beam_size=8, passes=3, time_budget_s=0.5)
     assert sched.state.is_complete
+    # the greedily completed state is scored like any other (was inf when the budget cut the beam)
+    assert np.isfinite(sched.predicted_cost) and sched.predicted_cost > 0
     sched.apply()
     _check(spec, built, sched.pipeline, sizes)
