@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .state import State
-from .state.decisions import WHERE_ROOT, Place
+from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
 CostFn = Callable[[Sequence[State]], np.ndarray]
 
@@ -61,8 +61,12 @@ class SearchResult:
 
 
 def _coarse(state: State) -> tuple:
-    """The coarse structure: where every decided Func is computed and stored."""
-    return tuple(d for d in state.decisions if isinstance(d, Place))
+    """The coarse structure: where every decided Func is computed and stored, and the shape of its
+    stages' register tiles. The register tile is part of it because it decides what a producer
+    computed inside the tile can do (a reduction's accumulators are the consumer's tile), while
+    the consumer's own predicted cost barely depends on it: without it, the beam filled with
+    variants of one tile shape and the conv_layer micro-kernel needed a 4x larger beam."""
+    return tuple(d for d in state.decisions if isinstance(d, (Place, InnerTile, Kernel)))
 
 
 def _slot_key(state: State, order: dict[int, int]) -> tuple:

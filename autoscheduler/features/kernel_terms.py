@@ -1,0 +1,200 @@
+"""Hand-built terms for the innermost loop of a reduction: how many accumulators it keeps in flight.
+
+Why this exists: Adams2019's features (and so its network) were made for a space where an update's
+RVars sit outside its vectorised pure loop and nothing is unrolled around them. Our space also has
+the GEMM micro-kernel shape (:class:`~autoscheduler.state.Kernel`: a register tile of pure points,
+unrolled, inside the RVar loops), and what decides its speed is a fact the 39 features do not hold:
+each step of the innermost RVar updates ``A`` independent accumulators, and a loop-carried chain of
+floating-point adds completes one step per FMA latency. With ``A`` below latency x FMA ports the
+loop is latency-bound, whatever the memory traffic. Measured on conv_layer (2-core AVX-512, 64->64
+channels, 56x56): one accumulator vector per RVar step ran at ~1/8 of the FMA peak, a 2x6 tile of
+vectors (12 accumulators) kept in registers at 82-110 GFLOP/s, the same tile whose Func spans many
+tiles at its compute site (accumulators live in memory between RVar steps) at 38 GFLOP/s, while the
+Adams2019 weights ranked these the other way round.
+
+``stage_factors(state)`` gives, per stage in featurization order, the factor by which that stage's
+innermost loop runs slower than its issue-bound ideal (1 for stages without RVars, for stages not
+decided yet, and for reductions with enough accumulators in registers). The cost model multiplies
+each stage's predicted cost by it (``autoscheduler.cost``) and our network can read it as a
+feature. The constants are the target's, not fitted: FMA latency 4 cycles and 2 FMA ports on
+AVX2/AVX-512 cores (1 cycle for integer adds); an accumulator kept in memory costs a store per
+step (one store port) and a store-to-load forwarding delay on its chain.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..state import Kernel, State
+from ..state.decisions import LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT
+
+FLOAT_LATENCY = 4        # cycles of a dependent FMA / float add chain (Skylake..Sapphire Rapids)
+INT_LATENCY = 1          # integer add chains
+ISSUE_PORTS = 2          # vector FMA (or ALU) ports
+STORE_PORTS = 1          # vector stores per cycle
+RELOAD_LATENCY = 5       # store-to-load forwarding: an accumulator kept in memory adds this per step
+MAX_FACTOR = 16.0
+
+
+@dataclass(frozen=True)
+class KernelTerms:
+    """The innermost RVar loop of one reduction stage.
+
+    ``accumulators``: vectors (or scalars) updated per step of the innermost RVar; ``in_registers``:
+    the Func's region at its compute site is exactly that register tile (every pure loop outside it
+    runs once), so the accumulators need not be stored between steps; ``factor``: cycles per step
+    over the issue-bound ideal (>= 1)."""
+
+    accumulators: int
+    in_registers: bool
+    factor: float
+
+
+def _is_float(state: State, f: int) -> bool:
+    types = state.space.node(f).output_types
+    return any(getattr(t, "is_float", False) for t in types)
+
+
+def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
+    """Terms of stage ``s`` of Func ``f``, or None when it has no RVars or no inner decision yet.
+
+    Read off the inner decision and the stage's extents at its site, so they are known as soon
+    as the inner decision is made (the search ranks inner decisions before the outer tiling)."""
+    inner = state.inner(f, s)
+    st = state.space.stage(f, s)
+    if not any(l.rvar for l in st.loops):
+        return None
+    if inner is None:
+        return _best_case_terms(state, f, s) if state.placement(f) is not None else None
+    if not isinstance(inner, Kernel):
+        acc, in_regs = 1, True   # one accumulator at one address for the whole RVar loop
+    else:
+        tile = {d: k for d, k in inner.unroll}
+        tile[inner.vector_dim] = tile.get(inner.vector_dim, 1) * inner.vector_width
+        acc = 1
+        for _, k in inner.unroll:
+            acc *= k
+        bounds = state.stage_bounds(f, s)
+        fits = all(bounds[j].extent <= tile.get(l.pure_dim, 1)
+                   for j, l in enumerate(st.loops) if not l.rvar)
+        # the tile stays in registers across RVar steps only when it is the Func's whole region
+        # at its site, with compile-time constant extents (no guards inside the RVar loop);
+        # otherwise it is reloaded and stored every step
+        in_regs = fits and constant_extents_at_site(state, f)
+    latency = FLOAT_LATENCY if _is_float(state, f) else INT_LATENCY
+    ideal = acc / ISSUE_PORTS                         # cycles per RVar step at full issue rate
+    if in_regs:
+        cycles = max(ideal, float(latency))           # the add chain of one accumulator
+    else:                                             # a store per accumulator per step, and a
+        cycles = max(acc / STORE_PORTS, float(latency + RELOAD_LATENCY))  # chain through memory
+    factor = min(MAX_FACTOR, max(1.0, cycles / ideal))
+    return KernelTerms(acc, in_regs, float(factor))
+
+
+def _best_case_terms(state: State, f: int, s: int) -> KernelTerms:
+    """Terms of the best register tile a placed, not yet tiled reduction stage can still get.
+
+    The search places a Func before it tiles it, and the network prices the placement with the
+    stage untiled: without this lookahead a site where the micro-kernel fits in registers (a
+    consumer's register tile) lost to coarser sites before its Kernel could be tried."""
+    st = state.space.stage(f, s)
+    bounds = state.stage_bounds(f, s)
+    width = max(1, state.space.vector_width[st.id])
+    points = 1
+    for j, l in enumerate(st.loops):
+        if not l.rvar:
+            points *= max(1, bounds[j].extent)
+    vectors = -(-points // width)
+    latency = FLOAT_LATENCY if _is_float(state, f) else INT_LATENCY
+    if vectors <= UNROLL_LIMIT and constant_extents_at_site(state, f):
+        # the whole region is the largest register tile it can get
+        return KernelTerms(vectors, True, max(1.0, latency * ISSUE_PORTS / vectors))
+    acc = min(UNROLL_LIMIT, vectors)
+    cycles = max(acc / STORE_PORTS, float(latency + RELOAD_LATENCY))
+    return KernelTerms(acc, False, min(MAX_FACTOR, cycles / (acc / ISSUE_PORTS)))
+
+
+def constant_extents_at_site(state: State, f: int) -> bool:
+    """Whether Func ``f``'s extents at its compute site are compile-time constants: it is computed
+    at a consumer's loop and every loop of that consumer inside the site is a vector, unrolled or
+    register-tile loop of constant extent (an output's tiles are constant because ``apply``
+    specialises them with ShiftInwards; an internal Func's guarded tails are not). A root Func spans
+    the whole (run-time) extent of its consumers."""
+    p = state.placement(f)
+    if p is None or p.at is None:
+        return False
+    ref = p.at
+    plan = state.plan(ref.func, ref.stage)
+    if plan is None:
+        return False
+    i = plan.index_of(plan.loop(ref.level, ref.dim).var)
+    consumer_is_output = state.space.node(ref.func).is_output
+    guarded = {sp.old for sp in plan.splits if sp.tail == "GuardWithIf"}
+    node = state.space.node(ref.func)
+    for l in plan.loops[:i]:
+        if l.level == LEVEL_RVAR:
+            continue
+        if l.level in (LEVEL_VECTOR, LEVEL_UNROLL):
+            if not consumer_is_output and 0 <= l.dim < len(node.args) and node.args[l.dim] in guarded:
+                return False
+            continue
+        if l.level == "inner" and l.tile_extent > 0:
+            continue
+        return False
+    return True
+
+
+_REDUCTIONS: "weakref.WeakKeyDictionary[Any, list[tuple[int, int, int]]]" = weakref.WeakKeyDictionary()
+_MEMO: "weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[Any, Any, KernelTerms | None]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _reduction_stages(dag: Any) -> list[tuple[int, int, int]]:
+    """(row in featurization order, func, stage) of every stage with RVars (memoized per DAG)."""
+    found = _REDUCTIONS.get(dag)
+    if found is None:
+        found = [(k, st.node.index, st.index) for k, st in enumerate(dag.featurization_order())
+                 if any(l.rvar for l in st.loops)]
+        _REDUCTIONS[dag] = found
+    return found
+
+
+def stage_factors(state: State, order: Any = None) -> np.ndarray:
+    """Per stage in featurization order (``dag.featurization_order()``), the slowdown factor of its
+    innermost loop; 1.0 for stages without RVars or not yet decided."""
+    dag = state.space.dag
+    n = len(order) if order is not None else len(dag.featurization_order())
+    out = np.ones(n, dtype=np.float64)
+    memo = _MEMO.setdefault(state.space, {})
+    for k, f, s in _reduction_stages(dag):
+        p = state.placement(f)
+        if p is None or p.where == "inline":
+            continue
+        # the terms depend on the stage's inner decision and bounds and on the plan of the consumer
+        # stage it is computed in: children share those objects with their parent
+        bounds = state.stage_bounds(f, s)
+        plan = state.plan(p.at.func, p.at.stage) if p.at is not None else None
+        key = (f, s, state.inner(f, s), p, id(bounds), id(plan))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is bounds and hit[1] is plan:
+            t = hit[2]
+        else:
+            t = stage_terms(state, f, s)
+            if len(memo) > 200_000:
+                memo.clear()
+            memo[key] = (bounds, plan, t)
+        if t is not None:
+            out[k] = t.factor
+    return out
+
+
+def batch_factors(states: list[State]) -> np.ndarray:
+    """[B, S] factors for a batch of states of one pipeline."""
+    if not states:
+        return np.ones((0, 0))
+    n = len(states[0].space.dag.featurization_order())
+    return np.stack([stage_factors(s, range(n)) for s in states])

@@ -1,0 +1,95 @@
+"""Accumulator terms of reductions (features/kernel_terms.py) and how the cost model and search use them.
+
+The conv layer at its default size is the case that motivated them: the register-tiled micro-kernel
+computed per tile of the output is 3-4x faster than the shapes Halide's weights prefer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import halide_pipelines
+from autoscheduler.api import autoschedule
+from autoscheduler.cost import CostModel
+from autoscheduler.dag import FunctionDAG
+from autoscheduler.features.kernel_terms import constant_extents_at_site, stage_factors, stage_terms
+from autoscheduler.state import InnerTile, Kernel, LoopRef, OuterTile, Place, State
+
+AVX512 = "x86-64-linux-avx-avx2-avx512-avx512_skylake-f16c-fma-sse41"   # 16 x f32 vectors
+
+
+@pytest.fixture(scope="module")
+def conv():
+    spec = halide_pipelines.get("conv_layer")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.default_sizes).pipeline())
+    names = [n.name.split("$")[0] for n in dag.nodes]
+    return dag, names.index("relu"), names.index("conv")
+
+
+def _conv_state(dag, relu, conv, *, site: str, kernel: bool) -> State:
+    """relu: 2 vectors x 6 columns per register tile, rows in parallel tasks of 8; conv computed
+    at relu's innermost tile loop (``site='tile'``) or per task (``'task'``)."""
+    s = State.initial(dag, AVX512, 2).apply(Place(relu, "root"))
+    s = s.apply(InnerTile(relu, 0, 0, 16, ((0, 2), (1, 6)))).apply(OuterTile(relu, 0, ((2, 8),), True))
+    loops = s.site_loops(relu, 0)
+    at = [r for r in loops if r.level == "inner"][-1] if site == "tile" else loops[0]
+    s = s.apply(Place(conv, "at", at))
+    s = s.apply(InnerTile(conv, 0, 0, 16, ((0, 2), (1, 6)))).apply(OuterTile(conv, 0, (), False))
+    upd = Kernel(conv, 1, 0, 16, ((0, 2), (1, 6))) if kernel else InnerTile(conv, 1, 0, 16, ())
+    return s.apply(upd).apply(OuterTile(conv, 1, (), False))
+
+
+def test_micro_kernel_in_registers_only_when_it_is_the_whole_region(conv):
+    dag, relu, c = conv
+    tile = _conv_state(dag, relu, c, site="tile", kernel=True)
+    assert constant_extents_at_site(tile, c)
+    t = stage_terms(tile, c, 1)
+    assert t is not None and t.accumulators == 12 and t.in_registers and t.factor == 1.0
+    per_task = _conv_state(dag, relu, c, site="task", kernel=True)
+    assert not constant_extents_at_site(per_task, c)
+    t = stage_terms(per_task, c, 1)
+    assert t is not None and not t.in_registers and t.factor >= 2.0
+    # one accumulator per RVar step: latency-bound, 4 cycles x 2 ports
+    single = stage_terms(_conv_state(dag, relu, c, site="tile", kernel=False), c, 1)
+    assert single is not None and single.accumulators == 1 and single.factor == 8.0
+    # stages without RVars (relu, conv's pure stage) are never scaled
+    assert stage_terms(tile, relu, 0) is None and stage_terms(tile, c, 0) is None
+    f = stage_factors(tile)
+    assert f.shape == (len(dag.featurization_order()),) and np.all(f == 1.0)
+
+
+def test_placed_but_untiled_reduction_gets_the_best_tile_it_can_still_have(conv):
+    dag, relu, c = conv
+    s = State.initial(dag, AVX512, 2).apply(Place(relu, "root"))
+    s = s.apply(InnerTile(relu, 0, 0, 16, ((0, 2), (1, 6)))).apply(OuterTile(relu, 0, ((2, 8),), True))
+    loops = s.site_loops(relu, 0)
+    at_tile = s.apply(Place(c, "at", [r for r in loops if r.level == "inner"][-1]))
+    at_task = s.apply(Place(c, "at", loops[0]))
+    assert stage_terms(at_tile, c, 1).factor == 1.0          # 12 vectors fit: a Kernel can be in registers
+    assert stage_terms(at_task, c, 1).factor >= 2.0          # no tile of it stays in registers
+    assert stage_terms(s, c, 1) is None                      # not placed yet: no opinion
+
+
+def test_cost_model_ranks_the_register_micro_kernel_first(conv):
+    dag, relu, c = conv
+    states = [_conv_state(dag, relu, c, site="tile", kernel=True),
+              _conv_state(dag, relu, c, site="task", kernel=True),
+              _conv_state(dag, relu, c, site="tile", kernel=False)]
+    model = CostModel.load(None, parallelism=2)
+    with_terms = model.predict(states)
+    assert int(np.argmin(with_terms)) == 0
+    model.kernel_terms = False
+    plain = model.predict(states)
+    assert np.all(with_terms >= plain * (1 - 1e-6))           # factors only ever scale up
+    assert with_terms[2] > plain[2] and with_terms[0] == pytest.approx(plain[0])   # factor 1: unchanged
+
+
+def test_search_puts_conv_in_a_register_tile(conv):
+    dag, relu, c = conv
+    spec = halide_pipelines.get("conv_layer")
+    sched = autoschedule(spec.build(**spec.default_sizes).outputs, AVX512, beam_size=16, passes=2,
+                         parallelism=2)
+    t = stage_terms(sched.state, c, 1)
+    assert isinstance(sched.state.inner(c, 1), Kernel)
+    assert t is not None and t.in_registers and t.accumulators >= 8
