@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -61,12 +62,29 @@ class SearchResult:
 
 
 def _coarse(state: State) -> tuple:
-    """The coarse structure: where every decided Func is computed and stored, and the shape of its
-    stages' register tiles. The register tile is part of it because it decides what a producer
-    computed inside the tile can do (a reduction's accumulators are the consumer's tile), while
-    the consumer's own predicted cost barely depends on it: without it, the beam filled with
-    variants of one tile shape and the conv_layer micro-kernel needed a 4x larger beam."""
-    return tuple(d for d in state.decisions if isinstance(d, (Place, InnerTile, Kernel)))
+    """The coarse structure: where every decided Func is computed and stored, and the register-tile
+    shape of every Func that consumes a reduction. That shape decides what the reduction computed
+    inside its tile can do (its accumulators are the consumer's tile) while the consumer's own
+    predicted cost barely depends on it: without it the beam filled with variants of one tile shape
+    and the conv_layer micro-kernel needed a 4x larger beam. Other Funcs' tiles stay out: spreading
+    the beam over them cost stencil pipelines (harris 28 -> 97 ms) within the same time budget."""
+    tiled = _reduction_consumers(state.space.dag)
+    return tuple(d for d in state.decisions
+                 if isinstance(d, Place) or (isinstance(d, (InnerTile, Kernel)) and d.func in tiled))
+
+
+_CONSUMERS: "weakref.WeakKeyDictionary[object, frozenset[int]]" = weakref.WeakKeyDictionary()
+
+
+def _reduction_consumers(dag: object) -> frozenset[int]:
+    """Funcs that directly consume a Func with an RVar stage (memoized per DAG)."""
+    found = _CONSUMERS.get(dag)
+    if found is None:
+        nodes = getattr(dag, "nodes")
+        found = frozenset(c.index for n in nodes if any(l.rvar for st in n.stages for l in st.loops)
+                          for c in n.consumers)
+        _CONSUMERS[dag] = found
+    return found
 
 
 def _slot_key(state: State, order: dict[int, int]) -> tuple:
