@@ -6,6 +6,8 @@ computed per tile of the output is 3-4x faster than the shapes Halide's weights 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,17 @@ def test_search_puts_conv_in_a_register_tile(conv):
     t = stage_terms(sched.state, c, 1)
     assert isinstance(sched.state.inner(c, 1), Kernel)
     assert t is not None and t.in_registers and t.accumulators >= 8
+
+
+def test_only_accumulations_count_scans_and_histograms_do_not():
+    from autoscheduler.features.kernel_terms import is_accumulation
+    found = {}
+    for name in ("iir_blur", "hist_eq", "conv_layer"):
+        spec = halide_pipelines.get(name)
+        dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+        found.update({re.sub(r"\$\d+", "", st.name): is_accumulation(st)
+                      for st in dag.featurization_order() if st.definition.rvars})
+    scans = [k for k in found if k.startswith(("blur_x_cols", "blur_y_cols"))]
+    assert scans and not any(found[k] for k in scans)               # f(x, r) = f(x, r - 1) ...: a new row per step
+    assert not found["hist_rows.update(0)"] and not found["cdf.update(0)"]  # data-dependent / scan
+    assert found["hist.update(0)"] and found["conv.update(0)"]     # sums into fixed points

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ir.nodes import Call, Load, Variable, walk
 from ..state import Kernel, State
 from ..state.decisions import LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT
 
@@ -59,6 +60,23 @@ def _is_float(state: State, f: int) -> bool:
     return any(getattr(t, "is_float", False) for t in types)
 
 
+def is_accumulation(stage: Any) -> bool:
+    """An update that accumulates into the same points at every RVar step: it has RVars and its
+    left-hand side names none of them (a scan such as ``f(x, r) = f(x, r - 1) + ...`` writes a new
+    row per step, and a histogram writes where the data says: neither carries a chain per point)."""
+    d = stage.definition
+    if not d.rvars or d.is_init:
+        return False
+    names = {rv.var for rv in d.rvars}
+    for a in d.args:
+        for e in walk(a):
+            if isinstance(e, Variable) and e.name in names:
+                return False
+            if isinstance(e, (Call, Load)):
+                return False
+    return True
+
+
 def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
     """Terms of stage ``s`` of Func ``f``, or None when it has no RVars or no inner decision yet.
 
@@ -66,7 +84,7 @@ def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
     as the inner decision is made (the search ranks inner decisions before the outer tiling)."""
     inner = state.inner(f, s)
     st = state.space.stage(f, s)
-    if not any(l.rvar for l in st.loops):
+    if not is_accumulation(st):
         return None
     if inner is None:
         return _best_case_terms(state, f, s) if state.placement(f) is not None else None
@@ -158,7 +176,7 @@ def _reduction_stages(dag: Any) -> list[tuple[int, int, int]]:
     found = _REDUCTIONS.get(dag)
     if found is None:
         found = [(k, st.node.index, st.index) for k, st in enumerate(dag.featurization_order())
-                 if any(l.rvar for l in st.loops)]
+                 if is_accumulation(st)]
         _REDUCTIONS[dag] = found
     return found
 
