@@ -51,6 +51,7 @@ class Schedule:
     candidates: list[Candidate]
     search: SearchResult
     stage_costs: dict[str, float] = field(default_factory=dict)
+    record: Any = None  # the tuning-database Record it came from (``db=``: apply history best), else None
     _applied: bool = False
 
     def source(self) -> str:
@@ -98,12 +99,17 @@ def _decision_text(d: Any) -> str:
 def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_size: int = 32,
                  passes: int = 3, weights: Optional[str] = None, top_k: int = 1, seed: int = 0,
                  dropout: int = 100, time_budget_s: float = 30.0,
-                 parallelism: Optional[int] = None) -> Schedule:
+                 parallelism: Optional[int] = None, db: Optional[str] = None) -> Schedule:
     """Search a schedule for ``outputs`` (Funcs with estimates) on ``target`` (default: host).
 
     ``weights``: a cost-model weights file (ours, ``.pt`` + ``.json``, or Halide's ``.weights``);
     default: the weights shipped in the package. The schedule is not applied until ``.apply()`` (or
     ``.loop_nest()``) is called, so the caller can compare candidates first.
+    ``db``: a tuning database; when it holds a measured schedule of this pipeline (canonical hash),
+    target and this machine, the fastest is returned without searching (``.record`` is set).
+    CUDA targets (e.g. ``host-cuda``; no GPU needed to search) search the GPU space with the analytic
+    GPU cost (``features.gpu.GpuAnalyticCost``): no learned GPU weights ship yet, so ``weights`` must
+    be None there; ``parallelism`` is then the GPU's SM count.
     """
     from .cost import CostModel
     from .dag import FunctionDAG
@@ -111,12 +117,23 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
 
     pipeline = as_pipeline(outputs)
     t = target if isinstance(target, hl.Target) else parse_target(target)
-    if t.has_gpu_feature():
-        raise ToolkitError("CUDA targets are not searched yet: the GPU search space is not built; "
-                           "use a CPU target, or baselines.search(..., 'Anderson2021', target)")
+    gpu = bool(t.has_gpu_feature())
+    if gpu and weights is not None:
+        raise ToolkitError(f"weights '{weights}' are for CPU features; no learned GPU cost model ships yet, so "
+                           "CUDA targets are searched with the analytic GPU cost: drop weights=")
     dag = FunctionDAG.from_pipeline(pipeline)
     initial = State.initial(dag, t, parallelism)
-    model = CostModel.load(weights, parallelism=initial.space.parallelism)
+    if db is not None:
+        from .tune.history import history_best
+        hit = history_best(db, initial, str(t))
+        if hit is not None:
+            return _from_history(pipeline, t, hit)
+    model: Any
+    if gpu:
+        from .features.gpu import GpuAnalyticCost
+        model = GpuAnalyticCost(initial.space.parallelism)
+    else:
+        model = CostModel.load(weights, parallelism=initial.space.parallelism)
     cost_fn = model.cost_fn(dag)
     result = beam_search(initial, cost_fn, SearchOptions(beam_size=beam_size, passes=passes,
                                                          dropout=dropout, seed=seed,
@@ -125,6 +142,16 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     cands = [Candidate(c, s, str(schedule_source(s))) for c, s in result.candidates]
     stage_costs = model.stage_costs(dag, result.best)
     return Schedule(pipeline, t, result.best, result.cost, cands, result, stage_costs)
+
+
+def _from_history(pipeline: hl.Pipeline, target: hl.Target, hit: Any) -> Schedule:
+    """A Schedule holding the state of a stored record (no search ran)."""
+    from .apply import schedule_source
+    rec = hit.record
+    cost = float(rec.predicted_cost) if rec.predicted_cost is not None else float("nan")
+    found = SearchResult(hit.state, cost, [(cost, hit.state)], 0, 0.0, 0, stats={"from_db": 1.0})
+    return Schedule(pipeline, target, hit.state, cost, [Candidate(cost, hit.state, str(schedule_source(hit.state)))],
+                    found, record=rec)
 
 
 __all__ = ["autoschedule", "Schedule", "Candidate", "as_pipeline", "ScheduleError"]

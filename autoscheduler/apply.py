@@ -23,6 +23,15 @@ Notes on the Halide calls emitted:
 - Halide-generated names (``v123`` Vars, ``lambda_4`` Funcs) differ between builds of the same
   pipeline: such Vars are taken from ``Func.args()`` and such Funcs named by realization index, so the
   source is the same text for every build.
+- GPU targets: ``gpu_blocks`` / ``gpu_threads`` on the loops the plan labels (innermost first, so
+  the innermost is CUDA's x), ``gpu_single_thread()`` for a root stage without tiles,
+  ``store_in(hl.MemoryType.GPUShared)`` for a Func computed at a block loop (a Func computed inside
+  a thread keeps Halide's default there: registers / local memory); an RFactor stage is
+  ``split(r, r_o, r_i, factor).rfactor(r_i, u)`` on the update, the intermediate compute_root with
+  its own two kernels, and the update (``atomic()`` first when asked) combining the partial results.
+  Every Func is fetched with ``pipeline.get_func(i)`` before anything is scheduled: rfactor adds a
+  Func and shifts later realization indices. ``schedule_source(state, gpu=False)`` drops the GPU
+  labels (same loops, serial), for checking a GPU schedule's structure by running it on the CPU.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ from .ir import strip_suffix
 from .loop_nest import loop_nest
 from .schedules import apply_source, pipeline_funcs
 from .state import State, StagePlan
-from .state.decisions import WHERE_AT, WHERE_INLINE, LoopRef
+from .state.decisions import LEVEL_BLOCK, LEVEL_THREAD, WHERE_AT, WHERE_INLINE, LoopRef
+from .state.plan import GPU_SINGLE
 
 _RESERVED = {"hl", "pipeline"}
 
@@ -59,6 +69,7 @@ class _Names:
         space = state.space
         self.space = space
         self.var_decls: dict[str, str] = {}      # Halide Var name -> identifier (declared at the top)
+        self.rvar_decls: dict[str, str] = {}     # RVars made by rfactor splits (declared at the top)
         for f in space.order:
             node = space.node(f)
             bases = space.bases[f]
@@ -69,10 +80,20 @@ class _Names:
             for plan in plans:
                 if plan is None:
                     continue
-                for sp in plan.splits:
-                    for n in (sp.outer, sp.inner):
-                        if n not in node.args:
-                            self.var_decls[n] = n
+                rf = plan.rfactor
+                split_rvars: set[str] = set()
+                if rf is not None:
+                    self.rvar_decls[rf.outer] = rf.outer
+                    self.rvar_decls[rf.inner] = rf.inner
+                    self.var_decls[rf.var] = rf.var
+                    split_rvars.add(rf.inner)
+                for sub in [plan] + (list(rf.intm) if rf is not None else []):
+                    for sp in sub.splits:
+                        for n in (sp.outer, sp.inner):
+                            if sp.old in split_rvars:
+                                self.rvar_decls[n] = n
+                            elif n not in node.args:
+                                self.var_decls[n] = n
                 for _, _, fused in plan.fuses:
                     self.var_decls[fused] = fused
         taken = set(self.var_decls.values()) | _RESERVED
@@ -107,7 +128,9 @@ class _Names:
             d = node.args.index(name)
             b = self.space.bases[f][d]
             return name if b == name else b
-        return self.var_decls[name]
+        if name in self.var_decls:
+            return self.var_decls[name]
+        return self.rvar_decls[name]
 
 
 def _loop_expr(state: State, names: _Names, ref: LoopRef) -> str:
@@ -121,15 +144,21 @@ def _loop_expr(state: State, names: _Names, ref: LoopRef) -> str:
     return names.var_decls[var]
 
 
-def _stage_calls(state: State, names: _Names, plan: StagePlan) -> list[str]:
+def _stage_calls(state: State, names: _Names, plan: StagePlan, rv_stage: Optional[int] = None,
+                 gpu: bool = True) -> list[str]:
+    """The scheduling calls of one stage; ``rv_stage``: the Func stage whose RVars the plan uses
+    (an rfactor intermediate's plans use the rfactored stage's); ``gpu``: emit the GPU labels."""
     f = plan.func
-    rv = {state.space.stage(f, plan.stage).definition.rvars[k].var: names.rvar_ids[(f, plan.stage, k)]
-          for k in range(len(state.space.stage(f, plan.stage).definition.rvars))}
+    k_stage = plan.stage if rv_stage is None else rv_stage
+    st_rvars = state.space.stage(f, k_stage).definition.rvars
+    rv = {st_rvars[k].var: names.rvar_ids[(f, k_stage, k)] for k in range(len(st_rvars))}
 
     def v(name: str) -> str:
         return rv[name] if name in rv else names.var(f, name)
 
     calls = []
+    if plan.rfactor is not None and plan.rfactor.atomic and rv_stage is None:
+        calls.append(".atomic()")
     for sp in plan.splits:
         calls.append(f".split({v(sp.old)}, {v(sp.outer)}, {v(sp.inner)}, {sp.factor}, "
                      f"hl.TailStrategy.{sp.tail})")
@@ -143,6 +172,14 @@ def _stage_calls(state: State, names: _Names, plan: StagePlan) -> list[str]:
         calls.append(f".vectorize({v(plan.vectorize[0])})")
     for n in plan.unroll:
         calls.append(f".unroll({v(n)})")
+    if gpu and plan.gpu_blocks:
+        calls.append(f".gpu_blocks({', '.join(v(n) for n in plan.gpu_blocks)})")
+    if gpu and plan.gpu_threads:
+        calls.append(f".gpu_threads({', '.join(v(n) for n in plan.gpu_threads)})")
+    if gpu and plan.gpu == GPU_SINGLE:
+        calls.append(".gpu_single_thread()")
+    if rv_stage is not None or plan.rfactor is not None:
+        return calls    # rfactor's fixed kernels: few loops, nothing to hold
     held = _unpartitioned_loops(state, plan)
     if held:
         calls.append(f".never_partition([{', '.join(v(n) for n in held)}])")
@@ -169,7 +206,7 @@ def _unpartitioned_loops(state: State, plan: StagePlan) -> list[str]:
     keep = {l.var for l in plan.loops if l.level in ("inner", "outer", "parallel") and l.dim != vec}
     if innermost is not None:
         keep |= {l.var for l in plan.loops[innermost:]}
-    return [l.var for l in plan.loops if l.var in keep]
+    return [l.var for l in plan.loops if l.var in keep and l.level not in (LEVEL_BLOCK, LEVEL_THREAD)]
 
 
 def _describe_place(state: State, names: "_Names", f: int) -> str:
@@ -195,8 +232,9 @@ def _describe_place(state: State, names: "_Names", f: int) -> str:
     return text
 
 
-def schedule_source(state: State) -> str:
-    """Python schedule source of a complete state (see the module doc for its conventions)."""
+def schedule_source(state: State, gpu: bool = True) -> str:
+    """Python schedule source of a complete state (see the module doc for its conventions).
+    ``gpu=False`` (GPU states): the same loops without GPU labels or shared-memory storage."""
     if not state.is_complete:
         raise ScheduleError(f"cannot emit a schedule for an incomplete state ({state!r})")
     space = state.space
@@ -207,6 +245,8 @@ def schedule_source(state: State) -> str:
         out.append(f"{names.func[f]} = pipeline.get_func({f})")
     for name in sorted(names.var_decls):
         out.append(f"{names.var_decls[name]} = hl.Var({name!r})")
+    for name in sorted(names.rvar_decls):
+        out.append(f"{names.rvar_decls[name]} = hl.RVar({name!r})")
     for f in space.order:
         node = space.node(f)
         h = names.func[f]
@@ -224,6 +264,8 @@ def schedule_source(state: State) -> str:
         if p.where == WHERE_AT:
             assert p.at is not None
             out.append(f"{h}.compute_at({names.func[p.at.func]}, {_loop_expr(state, names, p.at)})")
+            if gpu and p.at.level == LEVEL_BLOCK:
+                out.append(f"{h}.store_in(hl.MemoryType.GPUShared)")
             if p.store_at is not None:
                 out.append(f"{h}.store_at({names.func[p.store_at.func]}, "
                            f"{_loop_expr(state, names, p.store_at)})")
@@ -231,27 +273,86 @@ def schedule_source(state: State) -> str:
             out.append(f"{h}.compute_root()")
         first = state.inner(f, 0)
         if (not node.is_output and first is not None and first.vector_dim not in (None, 0)
-                and len(node.args) > 1):
+                and len(node.args) > 1 and not space.gpu):
             order = [first.vector_dim] + [d for d in range(len(node.args)) if d != first.vector_dim]
             out.append(f"{h}.reorder_storage({', '.join(names.var(f, node.args[d]) for d in order)})")
         for s, st in enumerate(node.stages):
             plan = state.plan(f, s)
             assert plan is not None
             rvars = st.definition.rvars
-            if rvars and any(n in {rv.var for rv in rvars} for n in plan.order):
+            if rvars and (plan.rfactor is not None or any(n in {rv.var for rv in rvars} for n in plan.order)):
                 ids = [names.rvar_ids[(f, s, k)] for k in range(len(rvars))]
                 out.append(f"{', '.join(ids)}{',' if len(ids) == 1 else ''} = {h}.rvars({s - 1})")
-            calls = _stage_calls(state, names, plan)
+            if plan.rfactor is not None:
+                out.extend(_rfactor_source(state, names, f, s, plan, gpu))
+                continue
+            calls = _stage_calls(state, names, plan, gpu=gpu)
             if not calls:
                 continue
             head = h if s == 0 else f"{h}.update({s - 1})"
-            if len(calls) == 1:
-                out.append(head + calls[0])
-            else:
-                out.append(f"({head}")
-                out.extend(f"    {c}" for c in calls[:-1])
-                out.append(f"    {calls[-1]})")
+            cond = _constant_tiles_condition(state, names, f, s, plan)
+            if cond:
+                fast = f"_{h}_tiled"
+                out.append(f"# sizes of at least one tile: constant tiles (ShiftInwards); smaller: guarded")
+                out.append(f"{fast} = {h}.specialize({cond})")
+                out.extend(_chain(fast, [c.replace("hl.TailStrategy.GuardWithIf", "hl.TailStrategy.ShiftInwards")
+                                         for c in calls]))
+            out.extend(_chain(head, calls))
     return "\n".join(out) + "\n"
+
+
+def _rfactor_source(state: State, names: "_Names", f: int, s: int, plan: StagePlan, gpu: bool) -> list[str]:
+    """Source of an RFactor stage: split + rfactor, the intermediate's kernels, the combining stage."""
+    rf = plan.rfactor
+    assert rf is not None
+    h = names.func[f]
+    rvars = [rv.var for rv in state.space.stage(f, s).definition.rvars]
+    r = names.rvar_ids[(f, s, rvars.index(rf.rvar))]
+    intm = f"_{h}_rf{s}"
+    head = f"{h}.update({s - 1})"
+    out = [f"# {head}: rfactor over {rf.factor} partial results"
+           f"{', combined with atomic adds' if rf.atomic else ''}",
+           f"{intm} = {head}.split({r}, {names.rvar_decls[rf.outer]}, {names.rvar_decls[rf.inner]}, {rf.factor}, "
+           f"hl.TailStrategy.GuardWithIf).rfactor({names.rvar_decls[rf.inner]}, {names.var_decls[rf.var]})",
+           f"{intm}.compute_root()"]
+    out += _chain(intm, _stage_calls(state, names, rf.intm[0], rv_stage=s, gpu=gpu))
+    out += _chain(f"{intm}.update(0)", _stage_calls(state, names, rf.intm[1], rv_stage=s, gpu=gpu))
+    out += _chain(head, _stage_calls(state, names, plan, gpu=gpu))
+    return out
+
+
+def _chain(head: str, calls: list[str]) -> list[str]:
+    if len(calls) == 1:
+        return [head + calls[0]]
+    return [f"({head}"] + [f"    {c}" for c in calls[:-1]] + [f"    {calls[-1]})"]
+
+
+def _constant_tiles_condition(state: State, names: "_Names", f: int, s: int, plan: StagePlan) -> str:
+    """The condition under which an output's pure stage may split with ShiftInwards, or "".
+
+    GuardWithIf tails keep an output correct at any size, but every unrolled iteration of a tile
+    then carries a guard and the producers computed inside a tile get a variable extent, so their
+    register tiles are not kept in registers: a conv layer ran 3-4x slower than with constant tiles.
+    ShiftInwards (shift the last tile back inside the output) gives constant tiles, legal only when
+    each split dimension is at least one tile wide; ``specialize`` on the output's extents keeps the
+    guarded schedule for smaller outputs. Not for updates (ShiftInwards would recompute a reduction
+    step twice) nor for outputs a sliding window is stored in (the shifted tile would break it)."""
+    node = state.space.node(f)
+    if s != 0 or not node.is_output:
+        return ""
+    if any(p is not None and p.store_at is not None and p.store_at.func == f
+           for p in (state.placement(g) for g in state.space.order)):
+        return ""
+    need: dict[int, int] = {}
+    for sp in plan.splits:
+        if sp.tail == "GuardWithIf" and sp.old in node.args:
+            d = node.args.index(sp.old)
+            need[d] = max(need.get(d, 0), sp.factor)
+    if not need:
+        return ""
+    buf = f"{names.func[f]}.output_buffer()" if len(node.output_types) == 1 else \
+        f"{names.func[f]}.output_buffers()[0]"
+    return " & ".join(f"({buf}.dim({d}).extent() >= {k})" for d, k in sorted(need.items()))
 
 
 def check_pipeline(state: State, pipeline: hl.Pipeline) -> None:

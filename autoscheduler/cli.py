@@ -170,7 +170,13 @@ def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, s
     from .api import autoschedule
     sched = autoschedule(pipeline, target, beam_size=args.beam_size, passes=args.passes,
                          weights=args.weights, top_k=max(1, args.benchmark_top), seed=args.seed,
-                         time_budget_s=args.time_budget)
+                         time_budget_s=args.time_budget, db=args.db)
+    if sched.record is not None:
+        rec = sched.record
+        info["from_db"] = {"db": args.db, "record_id": rec.id, "measured_ms": rec.statistic * 1e3}
+        print(f"# history best from {args.db}: record {rec.id}, measured {rec.statistic * 1e3:.4g} ms "
+              f"({rec.num_threads} threads); no search")
+        return sched.candidates[0].source
     info["search_time_s"] = round(sched.search.elapsed_s, 3)
     info["predicted_cost"] = sched.predicted_cost
     print(f"# search: {sched.search.states_scored} states scored in {sched.search.elapsed_s:.2f} s; "
@@ -222,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", help="cost-model weights (.pt with .json, or Halide .weights)")
     sp.add_argument("--benchmark-top", type=int, default=1, metavar="K",
                     help="measure the K best predicted schedules (isolated) and keep the fastest")
+    sp.add_argument("--db", help="a tuning database: use its best measured schedule of this pipeline, target "
+                    "and device when it has one (apply history best, with --schedule auto), else search")
     sp.add_argument("--no-reference", dest="reference", action="store_false",
                     help="do not time Adams2019 as a reference line")
     sp.add_argument("--target", default="host", help="Halide target string (default: host)")
@@ -243,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Sub-commands that live beside the modules they drive (records, ...)."""
-    from . import cli_records, cli_train
-    return [cli_records.register, cli_train.register]
+    from . import cli_records, cli_train, cli_tune
+    return [cli_records.register, cli_train.register, cli_tune.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

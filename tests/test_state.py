@@ -11,7 +11,8 @@ import halide_pipelines
 from autoscheduler.dag import FunctionDAG
 from autoscheduler.errors import ScheduleError
 from autoscheduler.state import (DECISION_KINDS, SITE_LEVELS, UNROLL_LIMIT, IllegalDecisionError, InnerTile,
-                                 Kernel, LoopRef, OuterTile, Place, State, decision_from_dict, random_state)
+                                 Kernel, LoopRef, OuterTile, Place, RFactor, State, decision_from_dict,
+                                 random_state)
 from autoscheduler.state.tilings import tile_counts
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"   # fixed natural vector widths: 8 x f32, 32 x u8
@@ -59,7 +60,8 @@ def test_decision_kinds_round_trip_through_dicts():
     ref = LoopRef(4, 1, "outer", 2)
     decisions = [Place(3, "root"), Place(3, "at", ref, LoopRef(4, 1, "parallel", -1)),
                  InnerTile(3, 0, 0, 8, ((0, 2), (1, 3))), InnerTile(2, 1, None, 16, ()),
-                 Kernel(3, 1, 0, 8, ((2, 4),)), OuterTile(3, 1, ((0, 16), (2, 8)), True)]
+                 Kernel(3, 1, 0, 8, ((2, 4),)), OuterTile(3, 1, ((0, 16), (2, 8)), True),
+                 RFactor(3, 1, 0, 64, True)]
     assert sorted({d.kind for d in decisions}) == sorted(DECISION_KINDS)
     for d in decisions:
         assert decision_from_dict(json.loads(json.dumps(d.to_dict()))) == d

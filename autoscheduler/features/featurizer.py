@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from .loopnest import (F_BYTES_AT_PRODUCTION, F_BYTES_AT_ROOT, F_INLINED_CALLS, 
                        F_NUM_SCALARS, F_NUM_VECTORS, F_OUTER_PARALLELISM, F_PC_MINIMUM, F_VECTOR_SIZE,
                        F_WORKING_SET_AT_PRODUCTION, F_WORKING_SET_AT_REALIZATION, F_WORKING_SET_AT_ROOT, LN, NF,
                        ChainSpec, GroupContext, build_chain, featurize_group, get_sites, store_features)
+
+if TYPE_CHECKING:
+    from .gpu import GpuFeaturizer, GpuInputs
 
 NUM_SCHEDULE_FEATURES = NF
 GroupId = tuple[int, int]
@@ -525,9 +528,13 @@ def _deepest_common_ancestor(a: LN, b: LN) -> LN:
 _FEATURIZERS: "weakref.WeakKeyDictionary[SearchSpace, Featurizer]" = weakref.WeakKeyDictionary()
 
 
-def featurizer_for(space: Union[SearchSpace, State]) -> Featurizer:
-    """The (cached) featurizer of a search space; states of one search share it and its cache."""
+def featurizer_for(space: Union[SearchSpace, State]) -> Union[Featurizer, "GpuFeaturizer"]:
+    """The (cached) featurizer of a search space; states of one search share it and its cache.
+    GPU targets get the GPU feature set (``features/gpu.py``: :class:`GpuFeaturizer`)."""
     sp = space.space if isinstance(space, State) else space
+    if sp.gpu:
+        from .gpu import gpu_featurizer_for
+        return gpu_featurizer_for(sp)
     fz = _FEATURIZERS.get(sp)
     if fz is None:
         fz = Featurizer(sp)
@@ -545,8 +552,8 @@ def pipeline_features(space: Union[SearchSpace, State]) -> np.ndarray:
     return featurizer_for(space).pipeline
 
 
-def network_inputs(states: Sequence[State]) -> AdamsInputs:
-    """AdamsNet inputs for a batch of states of one search space."""
+def network_inputs(states: Sequence[State]) -> Union[AdamsInputs, "GpuInputs"]:
+    """AdamsNet inputs for a batch of states of one search space (``GpuInputs`` on GPU targets)."""
     if not states:
         raise ValueError("network_inputs needs at least one state")
     return featurizer_for(states[0]).network_inputs(states)

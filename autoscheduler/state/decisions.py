@@ -1,4 +1,4 @@
-"""The decision vocabulary of the CPU search space: small frozen dataclasses, JSON-serialisable.
+"""The decision vocabulary of the search space (CPU and CUDA): small frozen dataclasses, JSON-serialisable.
 
 A schedule is a replayable list of decisions made from the outputs back to the inputs (Adams2019's
 order). Every non-input Func gets one :class:`Place` (inline, root, or at a tile loop of a consumer),
@@ -7,6 +7,14 @@ decision (:class:`InnerTile`, or :class:`Kernel` for the GEMM micro-kernel shape
 an :class:`OuterTile` (the tile / parallel task grid). Loops and dimensions are named by position
 (Func argument index, loop level), never by Halide names, so a trace replays on a fresh build of the
 same pipeline whatever names Halide chose for it.
+
+On GPU targets (``target.has_gpu_feature()``) the same decisions take a GPU meaning (see
+``state.py`` and ``plan.py``): a root Func's ``OuterTile(parallel=True)`` is a kernel whose outer tile
+loops are ``gpu_blocks`` and whose register-tile loops inside a tile are ``gpu_threads``; a Func
+computed at a consumer's block loop (shared memory) with ``parallel=True`` spreads its tiles over the
+block's threads; a Func computed inside a thread is serial. :class:`RFactor` (GPU only for now)
+replaces the inner decision of a root Func's update stage by Halide's ``rfactor`` (optionally with
+``atomic()``).
 
 ``DECISION_KINDS`` is the one list of kinds; the featurizer, the records and the tests read it here.
 """
@@ -25,8 +33,12 @@ LEVEL_RVAR = "rvar"          # a reduction variable: always serial, in the order
 LEVEL_INNER = "inner"        # the loop over register tiles inside one outer tile (serial)
 LEVEL_OUTER = "outer"        # a tile loop (serial), for a Func computed at a consumer's loop
 LEVEL_PARALLEL = "parallel"  # the fused, parallel task loop of a root Func's outer tiles
-LEVELS = (LEVEL_VECTOR, LEVEL_UNROLL, LEVEL_RVAR, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL)
-SITE_LEVELS = (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL)  # levels a producer may be computed at
+LEVEL_THREAD = "thread"      # GPU: a gpu_threads loop (a tiled dimension's register tiles in a tile)
+LEVEL_BLOCK = "block"        # GPU: a gpu_blocks loop (a root kernel's outer tile loop)
+LEVELS = (LEVEL_VECTOR, LEVEL_UNROLL, LEVEL_RVAR, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_THREAD,
+          LEVEL_BLOCK)
+# levels a producer may be computed at (on GPU only the innermost block / thread loop, see state.py)
+SITE_LEVELS = (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_THREAD, LEVEL_BLOCK)
 
 WHERE_INLINE = "inline"
 WHERE_ROOT = "root"
@@ -34,6 +46,7 @@ WHERE_AT = "at"
 WHERES = (WHERE_INLINE, WHERE_ROOT, WHERE_AT)
 
 UNROLL_LIMIT = 12  # Adams2019's kUnrollLimit: largest product of unrolled extents
+GPU_UNROLL_LIMIT = 16  # Anderson2021's unroll limit on GPU (per-thread register tiles)
 
 
 class IllegalDecisionError(ScheduleError):
@@ -133,8 +146,30 @@ class OuterTile:
                 "tiles": [list(t) for t in self.tiles], "parallel": self.parallel}
 
 
-Decision = Union[Place, InnerTile, Kernel, OuterTile]
-DECISION_TYPES: tuple[type, ...] = (Place, InnerTile, Kernel, OuterTile)
+@dataclass(frozen=True)
+class RFactor:
+    """GPU: the update stage ``stage`` (>= 1) of a root Func, an associative reduction, computed by
+    Halide's ``rfactor``: its RVar number ``rvar`` (index into the stage's RVars, innermost first) is
+    split by ``factor`` and the inner part becomes a pure dimension ``u`` of an intermediate Func
+    (``factor`` partial results, each reducing the rest of the domain serially in one GPU thread; a
+    kernel of its own), which the stage then combines: serially (one thread per output point), or
+    with ``atomic`` in parallel with atomic adds. Takes the place of the stage's inner and outer
+    decisions (the stage is complete after it); see ``plan.RFactorPlan`` for the loops."""
+
+    func: int
+    stage: int
+    rvar: int
+    factor: int
+    atomic: bool = False
+    kind: ClassVar[str] = "rfactor"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "stage": self.stage, "rvar": self.rvar,
+                "factor": self.factor, "atomic": self.atomic}
+
+
+Decision = Union[Place, InnerTile, Kernel, OuterTile, RFactor]
+DECISION_TYPES: tuple[type, ...] = (Place, InnerTile, Kernel, OuterTile, RFactor)
 DECISION_KINDS: tuple[str, ...] = tuple(t.kind for t in DECISION_TYPES)  # type: ignore[attr-defined]
 
 
@@ -160,6 +195,9 @@ def decision_from_dict(d: dict[str, Any]) -> Decision:
         if kind == "outer":
             return OuterTile(int(d["func"]), int(d["stage"]), _pairs(d.get("tiles", ())),
                              bool(d.get("parallel", False)))
+        if kind == "rfactor":
+            return RFactor(int(d["func"]), int(d["stage"]), int(d["rvar"]), int(d["factor"]),
+                           bool(d.get("atomic", False)))
     except (KeyError, TypeError, ValueError) as e:
         raise IllegalDecisionError(f"malformed decision {d!r}: {e}") from None
     raise IllegalDecisionError(f"unknown decision kind {d.get('kind')!r}; known: {list(DECISION_KINDS)}")

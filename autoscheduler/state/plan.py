@@ -18,6 +18,17 @@ Halide names: the unsplit loop keeps the Func's argument name; derived loops are
 name per argument (the argument itself, or ``d<k>`` for Halide's auto-generated ``v123`` names, so
 that a schedule prints the same on every build) plus ``_o``, ``_i``, ``_u``, ``_v`` (``_r`` for the
 vector register tile before it is cut into ``_u`` x ``_v``).
+
+GPU (``gpu`` argument): in a kernel (``GPU_KERNEL``: a root Func's stage with a parallel OuterTile) the
+``d_o`` loops of the tiled dimensions are ``gpu_blocks`` (level ``block``) and their ``d_i`` loops
+``gpu_threads`` (level ``thread``; a dimension whose tile equals its register tile has no thread
+loop); untiled dimensions keep a serial ``d_i`` loop inside the threads. The order is, innermost
+first: unrolled loops, RVars, serial ``d_i`` loops, thread loops, block loops. At a consumer's block
+loop (``GPU_BLOCK``: shared memory, parallel OuterTile) the same holds except that the ``d_o`` loops
+stay serial (level ``outer``, outside the thread loops, at block level). ``GPU_SINGLE`` is a root
+stage without tiles run by one GPU thread (``gpu_single_thread``); a stage inside a thread is
+planned as on the CPU (serial). Nothing is vectorised or fused on GPU. ``plan_rfactor`` plans an
+:class:`RFactor` stage (the intermediate's two stages and the final combining stage).
 """
 
 from __future__ import annotations
@@ -28,11 +39,18 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 from ..dag import Node, Span, Stage
-from .decisions import (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR,
-                        InnerTile, Kernel, OuterTile)
+from .decisions import (LEVEL_BLOCK, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_RVAR, LEVEL_THREAD,
+                        LEVEL_UNROLL, LEVEL_VECTOR, InnerTile, Kernel, OuterTile, RFactor)
 
 TAIL_GUARD = "GuardWithIf"
 TAIL_ROUND_UP = "RoundUp"
+
+GPU_KERNEL = "kernel"   # a root stage with a parallel OuterTile: blocks and threads
+GPU_BLOCK = "block"     # a stage computed at a consumer's block loop with a parallel OuterTile: threads
+GPU_SINGLE = "single"   # a root stage without tiles on GPU: one thread (gpu_single_thread)
+GPU_SERIAL = "serial"   # a GPU stage inside a thread: serial loops only
+RFACTOR_THREADS = 256   # threads per block of the rfactor kernels
+MAX_GRID_YZ = 65535     # CUDA's limit on the 2nd and 3rd grid dimensions
 
 _AUTO_NAME = re.compile(r"^v\d+$")
 _SUFFIXES = ("_o", "_i", "_u", "_v", "_r", "_par")
@@ -98,6 +116,19 @@ class StagePlan:
     vectorize: Optional[tuple[str, int]]
     unroll: tuple[str, ...]
     loops: tuple[LoopInfo, ...]
+    gpu: str = ""                       # "" (CPU) or one of GPU_KERNEL, GPU_BLOCK, GPU_SINGLE, GPU_SERIAL
+    gpu_blocks: tuple[str, ...] = ()    # gpu_blocks() argument, innermost first
+    gpu_threads: tuple[str, ...] = ()   # gpu_threads() argument, innermost first
+    rfactor: Optional["RFactorPlan"] = None
+
+    @property
+    def threads(self) -> tuple[int, ...]:
+        """Extents of the thread loops, innermost (CUDA's x) first."""
+        return tuple(l.extent for l in self.loops if l.level == LEVEL_THREAD)
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return tuple(l.extent for l in self.loops if l.level == LEVEL_BLOCK)
 
     def loop(self, level: str, dim: int) -> LoopInfo:
         for l in self.loops:
@@ -117,9 +148,11 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[InnerTile, Kernel],
-               outer: OuterTile, tail: str, bounds: Sequence[Span]) -> StagePlan:
+               outer: OuterTile, tail: str, bounds: Sequence[Span], gpu: str = "") -> StagePlan:
     """The splits, order, fusion and labels of ``stage`` under ``inner`` and ``outer``; ``bounds``
-    are the stage's loop spans (``stage.loops`` order) at its compute site, for the loop extents."""
+    are the stage's loop spans (``stage.loops`` order) at its compute site, for the loop extents;
+    ``gpu`` the stage's GPU context (module doc; "" on CPU)."""
+    threaded = gpu in (GPU_KERNEL, GPU_BLOCK)
     args = node.args
     unroll = dict(inner.unroll)
     tiles = dict(outer.tiles)
@@ -132,7 +165,9 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
     vec_unroll: list[LoopInfo] = []
     unrolled: list[LoopInfo] = []
     inner_loops: list[LoopInfo] = []
+    thread_loops: list[LoopInfo] = []
     outer_loops: list[LoopInfo] = []
+    outer_level = LEVEL_BLOCK if gpu == GPU_KERNEL else LEVEL_OUTER
     for d in dims:
         a, b, e = args[d], bases[d], max(extents.get(d, 1), 1)
         v = inner.vector_width if d == inner.vector_dim and inner.vector_width > 1 else 1
@@ -144,19 +179,21 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
         if t is not None:
             if t == r:
                 if r == 1:
-                    outer_loops.append(LoopInfo(a, LEVEL_OUTER, d, -1, e))
+                    outer_loops.append(LoopInfo(a, outer_level, d, -1, e))
                 else:
                     splits.append(Split(a, f"{b}_o", reg, r, tail))
-                    outer_loops.append(LoopInfo(f"{b}_o", LEVEL_OUTER, d, -1, _ceil_div(e, r)))
+                    outer_loops.append(LoopInfo(f"{b}_o", outer_level, d, -1, _ceil_div(e, r)))
                 cur = None
             else:
                 splits.append(Split(a, f"{b}_o", f"{b}_i", t, tail))
-                outer_loops.append(LoopInfo(f"{b}_o", LEVEL_OUTER, d, -1, _ceil_div(e, t)))
+                outer_loops.append(LoopInfo(f"{b}_o", outer_level, d, -1, _ceil_div(e, t)))
                 cur = f"{b}_i"
         if cur is not None:
             if r > 1:
                 splits.append(Split(cur, cur, reg, r, tail if cur == a else TAIL_GUARD))
-            if t is not None:
+            if t is not None and threaded:
+                thread_loops.append(LoopInfo(cur, LEVEL_THREAD, d, -1, t // r, tile_extent=t // r))
+            elif t is not None:
                 inner_loops.append(LoopInfo(cur, LEVEL_INNER, d, -1, t // r, tile_extent=t // r))
             else:
                 inner_loops.append(LoopInfo(cur, LEVEL_INNER, d, -1, _ceil_div(e, r)))
@@ -170,7 +207,7 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
 
     rvars = [LoopInfo(l.var, LEVEL_RVAR, -1, rvar_index.get(l.var, -1), bounds[j].extent)
              for j, l in enumerate(stage.loops) if l.rvar]
-    loops = vec_loop + vec_unroll + unrolled + rvars + inner_loops + outer_loops
+    loops = vec_loop + vec_unroll + unrolled + rvars + inner_loops + thread_loops + outer_loops
     order = tuple(l.var for l in loops)
 
     # Halide's order after the splits alone: each split puts (inner, outer) where old was.
@@ -184,6 +221,11 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
     fuses: list[tuple[str, str, str]] = []
     parallel: Optional[str] = None
     final = list(loops)
+    if gpu:
+        return StagePlan(node.index, stage.index, tuple(splits), order, (), None, None,
+                         tuple(l.var for l in vec_unroll + unrolled), tuple(loops), gpu,
+                         tuple(l.var for l in outer_loops) if gpu == GPU_KERNEL else (),
+                         tuple(l.var for l in thread_loops) if threaded else ())
     if outer.parallel and outer_loops:
         fused_dims = tuple(l.dim for l in outer_loops)
         name = outer_loops[0].var
@@ -204,3 +246,104 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
     vectorize = (vec_loop[0].var, vec_loop[0].extent) if vec_loop else None
     return StagePlan(node.index, stage.index, tuple(splits), order, tuple(fuses), parallel, vectorize,
                      tuple(l.var for l in vec_unroll + unrolled), tuple(final))
+
+
+@dataclass(frozen=True)
+class RFactorPlan:
+    """How an :class:`RFactor` stage is computed. ``f.update(k).split(rvar, outer, inner, factor,
+    GuardWithIf).rfactor(inner, var)`` makes the intermediate (``f``'s pure dimensions, then ``var``
+    of extent ``factor``), computed at root with the two stage plans ``intm`` (its pure definition and
+    its update, which reduces ``outer`` and the stage's other RVars serially inside each thread); the
+    stage itself (the :class:`StagePlan` holding this) then combines the ``factor`` partial results
+    over the RVar ``inner``, with ``atomic()`` when ``atomic``."""
+
+    rvar: str
+    rvar_index: int
+    outer: str
+    inner: str
+    factor: int
+    var: str
+    atomic: bool
+    intm: tuple[StagePlan, StagePlan]
+
+
+def _pow2_at_least(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def _fixed_gpu_plan(func: int, stage: int, pure: Sequence[tuple[str, int, int]], rvars: Sequence[LoopInfo],
+                    spread: Optional[LoopInfo]) -> StagePlan:
+    """A kernel of a fixed shape: the loop ``spread`` (a pure loop or an RVar) split into
+    ``RFACTOR_THREADS``-wide thread tiles (threads inside, blocks outside), up to two of the ``pure``
+    loops (var, dim, extent; innermost first) as further block dimensions, and the rest serial inside
+    each thread (the RVars innermost). No ``spread`` loop: one thread (``gpu_single_thread``)."""
+    serial_rv = list(rvars)
+    if spread is None:
+        loops = serial_rv + [LoopInfo(v, LEVEL_INNER, d, -1, e) for v, d, e in pure]
+        return StagePlan(func, stage, (), tuple(l.var for l in loops), (), None, None, (), tuple(loops),
+                         GPU_SINGLE)
+    b = min(RFACTOR_THREADS, _pow2_at_least(max(spread.extent, 1)))
+    outer, inner = f"{spread.var}_o", f"{spread.var}_i"
+    splits = (Split(spread.var, outer, inner, b, TAIL_GUARD),)
+    thread = LoopInfo(inner, LEVEL_THREAD, spread.dim, spread.rvar, b, tile_extent=b)
+    block = LoopInfo(outer, LEVEL_BLOCK, spread.dim, spread.rvar, _ceil_div(spread.extent, b))
+    blocks = [block]
+    serial: list[LoopInfo] = []
+    for v, d, e in reversed(list(pure)):        # the outermost pure loops become blocks
+        if len(blocks) < 3 and e <= MAX_GRID_YZ and e > 1:
+            blocks.append(LoopInfo(v, LEVEL_BLOCK, d, -1, e))
+        else:
+            serial.insert(0, LoopInfo(v, LEVEL_INNER, d, -1, e))
+    extra = blocks[1:]
+    extra.reverse()                              # innermost first, after the spread block
+    loops = serial_rv + serial + [thread, block] + extra
+    return StagePlan(func, stage, splits, tuple(l.var for l in loops), (), None, None, (), tuple(loops),
+                     GPU_KERNEL, tuple(l.var for l in [block] + extra), (inner,))
+
+
+def rfactor_names(node: Node, stage: Stage) -> tuple[str, str, str]:
+    """Halide names of the split RVars and of the intermediate's new Var for an RFactor stage."""
+    taken = set(node.args) | {rv.var for d in node.func.definitions for rv in d.rvars}
+    stem = f"rf{stage.index}"
+    while any(n.startswith(stem) for n in taken):
+        stem += "_"
+    return f"{stem}_o", f"{stem}_i", f"{stem}_u"
+
+
+def plan_rfactor(node: Node, stage: Stage, rf: RFactor, bounds: Sequence[Span]) -> StagePlan:
+    """The plan of an :class:`RFactor` stage: the final combining stage's loops, with the
+    intermediate's two stages in ``plan.rfactor`` (see :class:`RFactorPlan`). ``bounds``: the stage's
+    loop spans at its (root) compute site."""
+    ext = {l.var: max(bounds[j].extent, 1) for j, l in enumerate(stage.loops)}
+    pure = [(node.args[l.pure_dim], l.pure_dim, ext[l.var]) for l in stage.pure_loops]
+    rv_loops = [(j, l) for j, l in enumerate(stage.loops) if l.rvar]
+    rvar_index = {rv.var: k for k, rv in enumerate(stage.definition.rvars)}
+    split_var = rv_loops[rf.rvar][1].var
+    outer, inner, var = rfactor_names(node, stage)
+    r_ext = ext[split_var]
+    u_dim = len(node.args)
+    # the intermediate: pure stage over (pure..., var), update reducing outer + the other RVars
+    intm_rvars = []
+    for _, l in rv_loops:
+        if l.var == split_var:
+            intm_rvars.append(LoopInfo(outer, LEVEL_RVAR, -1, rvar_index.get(l.var, -1),
+                                       _ceil_div(r_ext, rf.factor)))
+        else:
+            intm_rvars.append(LoopInfo(l.var, LEVEL_RVAR, -1, rvar_index.get(l.var, -1), ext[l.var]))
+    u_loop = LoopInfo(var, LEVEL_INNER, u_dim, -1, rf.factor)
+    intm0 = _fixed_gpu_plan(node.index, 0, pure, (), u_loop)
+    intm1 = _fixed_gpu_plan(node.index, 1, pure, intm_rvars, u_loop)
+    inner_rv = LoopInfo(inner, LEVEL_RVAR, -1, rf.rvar, rf.factor)
+    if rf.atomic:
+        final = _fixed_gpu_plan(node.index, stage.index, pure, (), inner_rv)
+    elif pure:
+        v, d, e = pure[0]
+        final = _fixed_gpu_plan(node.index, stage.index, pure[1:], (inner_rv,), LoopInfo(v, LEVEL_INNER, d, -1, e))
+    else:
+        final = _fixed_gpu_plan(node.index, stage.index, (), (inner_rv,), None)
+    rplan = RFactorPlan(split_var, rf.rvar, outer, inner, rf.factor, var, rf.atomic, (intm0, intm1))
+    return StagePlan(final.func, final.stage, final.splits, final.order, (), None, None, (), final.loops,
+                     final.gpu, final.gpu_blocks, final.gpu_threads, rplan)

@@ -1,4 +1,4 @@
-"""The loop-nest search state: a point in the CPU search space, built decision by decision.
+"""The loop-nest search state: a point in the search space (CPU or CUDA), built decision by decision.
 
 Decisions go from the outputs back to the inputs (reverse realization order, Adams2019's order):
 each non-input Func gets a :class:`Place`, then, unless inlined, each of its stages an inner decision
@@ -25,6 +25,22 @@ Legality is decided here, never left to Halide:
 - unrolled extents multiply to at most ``UNROLL_LIMIT``; outer tiles are multiples of the register
   tile; only root Funcs get a parallel task loop.
 
+On GPU targets (``target.has_gpu_feature()``, see ``gpu.py`` for the menus and limits) also:
+
+- a root Func's stage is a kernel: ``OuterTile(parallel=True)`` with one to three tiled dimensions
+  (tile loops ``gpu_blocks``, the register-tile loops inside a tile ``gpu_threads``: at most
+  MAX_THREADS threads, grid y / z at most 65535 blocks), or without tiles a single-thread kernel
+  (``gpu_single_thread``); tiles without ``parallel`` would run on the host and are rejected;
+- a Func is computed at a consumer's innermost block loop (block level, shared memory: its stages
+  spread their tiles over the block's threads, ``parallel=True``, at least one thread loop, the
+  kernel's threads within MAX_THREADS, the block's shared allocations within SHARED_MEMORY_LIMIT) or
+  at its innermost thread loop or a serial loop inside the threads (thread level: serial loops
+  only, registers / local memory); never at an outer block or thread loop (Halide rejects Funcs
+  between block loops), never a sliding window;
+- nothing is vectorised (vector width 1) and no CPU loop is parallel; unrolled extents multiply to
+  at most GPU_UNROLL_LIMIT; RVars stay serial inside a thread unless the stage is an
+  :class:`RFactor` (root Funcs' associative updates only; ``atomic`` for 32-bit additions).
+
 What the search *offers* (``options()`` / ``children()``) is narrower than what is legal, as in
 Adams2019: no compute site where the Func's region does not shrink from the site outside it or where
 it would be computed more than RECOMPUTE_LIMIT x its root region; no inlining past
@@ -48,10 +64,13 @@ import halide as hl
 from ..dag import Box, FunctionDAG, Node, Span, Stage, box_points
 from ..errors import ScheduleError, TargetError
 from ..ir import canonical_hash
-from .decisions import (LEVEL_PARALLEL, SITE_LEVELS, UNROLL_LIMIT, WHERE_AT, WHERE_INLINE, WHERE_ROOT,
-                        WHERES, Decision, IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile,
-                        Place, decision_from_dict)
-from .plan import TAIL_GUARD, TAIL_ROUND_UP, StagePlan, base_names, plan_stage
+from . import gpu as gpu_rules
+from .decisions import (GPU_UNROLL_LIMIT, LEVEL_BLOCK, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_THREAD,
+                        SITE_LEVELS, UNROLL_LIMIT, WHERE_AT, WHERE_INLINE, WHERE_ROOT, WHERES, Decision,
+                        IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place, RFactor,
+                        decision_from_dict)
+from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
+                   StagePlan, base_names, plan_rfactor, plan_stage)
 from .tilings import inner_options, outer_options
 
 FORMAT = "autoscheduler.state/1"
@@ -87,7 +106,10 @@ class SearchSpace:
                  parallelism: Optional[int] = None) -> None:
         self.dag = dag
         self.target = _to_target(target)
-        self.parallelism = int(parallelism) if parallelism else (os.cpu_count() or 1)
+        self.gpu = bool(self.target.has_gpu_feature())
+        default = gpu_rules.GPU_DEFAULT_SMS if self.gpu else (os.cpu_count() or 1)
+        self.parallelism = int(parallelism) if parallelism else default
+        self.unroll_limit = GPU_UNROLL_LIMIT if self.gpu else UNROLL_LIMIT
         self.order: tuple[int, ...] = tuple(n.index for n in dag.adams_order() if not n.is_input)
         self._next_func = {f: (self.order[i + 1] if i + 1 < len(self.order) else None)
                            for i, f in enumerate(self.order)}
@@ -100,6 +122,8 @@ class SearchSpace:
         self._hash: Optional[str] = None
 
     def _natural_width(self, st: Stage) -> int:
+        if self.gpu:
+            return 1   # nothing is vectorised on GPU (threads take the lanes)
         bits = max(8, st.narrowest_bits or 32)
         return max(1, int(self.target.natural_vector_size(hl.Int(bits))))
 
@@ -152,10 +176,11 @@ class _Tables:
     outer: dict[tuple[int, int], OuterTile] = field(default_factory=dict)
     plans: dict[tuple[int, int], StagePlan] = field(default_factory=dict)
     required: dict[tuple[int, Site], Box] = field(default_factory=dict)
+    rfactor: dict[tuple[int, int], RFactor] = field(default_factory=dict)
 
     def copy(self) -> "_Tables":
         return _Tables(dict(self.place), dict(self.region), dict(self.inner), dict(self.outer),
-                       dict(self.plans), dict(self.required))
+                       dict(self.plans), dict(self.required), dict(self.rfactor))
 
 
 class State:
@@ -252,6 +277,10 @@ class State:
     def inner(self, f: int, s: int) -> Optional[Union[InnerTile, Kernel]]:
         return self._t.inner.get((f, s))
 
+    def rfactor(self, f: int, s: int) -> Optional[RFactor]:
+        """The RFactor decision of stage ``s`` of ``f`` (GPU), None if the stage has none."""
+        return self._t.rfactor.get((f, s))
+
     def outer(self, f: int, s: int) -> Optional[OuterTile]:
         return self._t.outer.get((f, s))
 
@@ -267,10 +296,72 @@ class State:
         return self._t.region[f][1][s]
 
     def site_loops(self, f: int, s: int) -> list[LoopRef]:
-        """Loops of a scheduled stage a producer may be computed at, outermost first."""
+        """Loops of a scheduled stage a producer may be computed at, outermost first. On GPU: the
+        innermost block loop, the innermost thread loop and the serial loops inside the threads
+        (none for an RFactor stage)."""
         plan = self._t.plans[(f, s)]
+        if plan.gpu:
+            return self._gpu_site_loops(f, s, plan)
         return [LoopRef(f, s, l.level, -1 if l.level == LEVEL_PARALLEL else l.dim)
                 for l in reversed(plan.loops) if l.level in SITE_LEVELS]
+
+    def _gpu_site_loops(self, f: int, s: int, plan: StagePlan) -> list[LoopRef]:
+        if plan.rfactor is not None:
+            return []
+        out: list[LoopRef] = []
+        blocks = [l for l in plan.loops if l.level == LEVEL_BLOCK]
+        threads = [l for l in plan.loops if l.level == LEVEL_THREAD]
+        if blocks:
+            out.append(LoopRef(f, s, LEVEL_BLOCK, blocks[0].dim))
+        if threads:
+            out.append(LoopRef(f, s, LEVEL_THREAD, threads[0].dim))
+        serial = (LEVEL_INNER,) if plan.gpu in (GPU_KERNEL, GPU_BLOCK) else (LEVEL_INNER, LEVEL_OUTER)
+        out.extend(LoopRef(f, s, l.level, l.dim) for l in reversed(plan.loops) if l.level in serial)
+        return out
+
+    # ---------------------------------------------------------------- GPU introspection
+    def gpu_level(self, f: int) -> str:
+        """Where a placed, non-inlined Func runs on GPU: ``root`` (its own kernels), ``block`` (at a
+        kernel's block loop: shared memory) or ``thread`` (inside a thread: registers / local)."""
+        p = self._t.place[f]
+        if p.where != WHERE_AT:
+            return "root"
+        assert p.at is not None
+        return "block" if p.at.level == LEVEL_BLOCK else "thread"
+
+    def kernel_members(self, ref: LoopRef) -> list[StagePlan]:
+        """Plans of the kernel whose innermost block loop is ``ref``: the root stage and the
+        (tiled) stages of the Funcs computed at that loop."""
+        plans = [self._t.plans[(ref.func, ref.stage)]]
+        for g, p in self._t.place.items():
+            if p.where == WHERE_AT and p.at == ref:
+                for s in range(len(self.space.node(g).stages)):
+                    plan = self._t.plans.get((g, s))
+                    if plan is not None:
+                        plans.append(plan)
+        return plans
+
+    def shared_bytes(self, ref: LoopRef, extra: int = 0) -> int:
+        """Bytes of the Funcs stored at block loop ``ref`` (shared memory), plus ``extra``."""
+        total = extra
+        for g, p in self._t.place.items():
+            if p.where == WHERE_AT and p.at == ref and g in self._t.region:
+                total += box_points(self._t.region[g][0]) * self.space.node(g).bytes_per_point
+        return total
+
+    def enclosing_iterations(self, f: int) -> int:
+        """How many times Func ``f``'s compute site is entered: the product of every loop (GPU
+        block and thread loops included) outside and at the site, up to the root."""
+        p = self._t.place.get(f)
+        if p is None or p.where != WHERE_AT:
+            return 1
+        assert p.at is not None
+        plan = self._t.plans[(p.at.func, p.at.stage)]
+        at = plan.loops.index(plan.loop(p.at.level, p.at.dim))
+        n = 1
+        for l in plan.loops[at:]:
+            n *= max(l.extent, 1)
+        return n * self.enclosing_iterations(p.at.func)
 
     def path_to_site(self, f: int) -> tuple[LoopRef, ...]:
         """The loops enclosing Func ``f``'s compute site, outermost first (empty at root)."""
@@ -429,6 +520,10 @@ class State:
             if kind != SLOT_INNER or d.func != f or d.stage != s:
                 raise IllegalDecisionError(f"expected the {kind} decision of func {f} stage {s}, got {d}")
             return self._apply_inner(d)
+        if isinstance(d, RFactor):
+            if kind != SLOT_INNER or d.func != f or d.stage != s:
+                raise IllegalDecisionError(f"expected the {kind} decision of func {f} stage {s}, got {d}")
+            return self._apply_rfactor(d)
         if isinstance(d, OuterTile):
             if kind != SLOT_OUTER or d.func != f or d.stage != s:
                 raise IllegalDecisionError(f"expected the {kind} decision of func {f} stage {s}, got {d}")
@@ -461,6 +556,9 @@ class State:
                     f"Func {node.name} cannot be computed at {d.at}: not a loop enclosing all its uses "
                     f"(legal: {sites})")
             site = d.at
+            if d.store_at is not None and self.space.gpu:
+                raise IllegalDecisionError(f"Func {node.name} cannot be stored at {d.store_at}: no sliding "
+                                           "windows on GPU targets")
             if d.store_at is not None:
                 why = self._sliding_problem(f, d.at, d.store_at)
                 if why:
@@ -473,10 +571,33 @@ class State:
         req = child.required_at(f, site)
         computed, loops = node.stage_regions(req)
         t.region[f] = (computed, tuple(loops))
+        if self.space.gpu and site is not None:
+            why = self._gpu_place_problem(f, site, computed, loops)
+            if why:
+                raise IllegalDecisionError(f"Func {node.name} cannot be computed at {site}: {why}")
         return child
+
+    def _gpu_place_problem(self, f: int, site: LoopRef, computed: Box, loops: Sequence[Box]) -> str:
+        """Why Func ``f`` may not be computed at GPU site ``site`` with this region ('' if it may)."""
+        node = self.space.node(f)
+        nbytes = box_points(computed) * node.bytes_per_point
+        if site.level == LEVEL_BLOCK:
+            for st, box in zip(node.stages, loops):
+                if not any(box[j].extent >= 2 for j, l in enumerate(st.loops) if not l.rvar):
+                    return (f"at block level a Func is computed by the block's threads, and stage {st.name} "
+                            "has no pure loop of extent >= 2 there")
+            used = self.shared_bytes(site, nbytes)
+            if used > gpu_rules.SHARED_MEMORY_LIMIT:
+                return (f"the block's shared memory would hold {used} bytes > "
+                        f"{gpu_rules.SHARED_MEMORY_LIMIT} (SHARED_MEMORY_LIMIT)")
+        elif nbytes > gpu_rules.LOCAL_MEMORY_LIMIT:
+            return f"each thread would allocate {nbytes} bytes > {gpu_rules.LOCAL_MEMORY_LIMIT} of local memory"
+        return ""
 
     def _sliding_problem(self, f: int, at: LoopRef, store: LoopRef) -> str:
         """Why Func ``f`` computed at ``at`` may not be stored at ``store`` ('' if it may)."""
+        if self.space.gpu:
+            return "no sliding windows on GPU targets"
         if len(self.space.node(f).stages) != 1:
             return "sliding windows need a single-stage Func"
         if (store.func, store.stage) != (at.func, at.stage):
@@ -514,8 +635,9 @@ class State:
                 raise IllegalDecisionError(f"unroll factors must be >= 2: {d}")
             seen.add(dim)
             prod *= k
-        if prod > UNROLL_LIMIT:
-            raise IllegalDecisionError(f"unrolled extents multiply to {prod} > {UNROLL_LIMIT}: {d}")
+        limit = self.space.unroll_limit
+        if prod > limit:
+            raise IllegalDecisionError(f"unrolled extents multiply to {prod} > {limit}: {d}")
 
     def _apply_inner(self, d: Union[InnerTile, Kernel]) -> "State":
         f, s = d.func, d.stage
@@ -527,6 +649,9 @@ class State:
                                        f"(pure dims {dims}); RVars are never vectorised")
         if d.vector_width < 1:
             raise IllegalDecisionError(f"vector width must be >= 1: {d}")
+        if self.space.gpu and d.vector_width != 1:
+            raise IllegalDecisionError(f"nothing is vectorised on a GPU target (threads take the lanes); "
+                                       f"vector_width must be 1: {d}")
         self._check_unroll(d, dims)
         if isinstance(d, Kernel):
             if not has_r:
@@ -539,6 +664,36 @@ class State:
         t = self._t.copy()
         t.inner[(f, s)] = d
         return self._child(d, (SLOT_OUTER, f, s), t)
+
+    def _apply_rfactor(self, d: RFactor) -> "State":
+        f, s = d.func, d.stage
+        node = self.space.node(f)
+        st = self.space.stage(f, s)
+        if not self.space.gpu:
+            raise IllegalDecisionError(f"RFactor is searched on GPU targets only (the CPU featurizer does "
+                                       f"not model it yet): {d}")
+        if self._t.place[f].where != WHERE_ROOT:
+            raise IllegalDecisionError(f"only root Funcs' updates are rfactored (the intermediate is a "
+                                       f"kernel of its own): {d}")
+        op, why = gpu_rules.reduction_problem(node, st)
+        if why:
+            raise IllegalDecisionError(f"{st.name} cannot be rfactored: {why}")
+        bounds = self._t.region[f][1][s]
+        rext = [max(b.extent, 1) for l, b in zip(st.loops, bounds) if l.rvar]
+        if not 0 <= d.rvar < len(rext):
+            raise IllegalDecisionError(f"{st.name} has {len(rext)} RVars; no RVar number {d.rvar}: {d}")
+        if not 2 <= d.factor <= rext[d.rvar]:
+            raise IllegalDecisionError(f"rfactor factor {d.factor} must be between 2 and the RVar's extent "
+                                       f"{rext[d.rvar]}: {d}")
+        if d.atomic:
+            why = gpu_rules.atomic_problem(node, st, op)
+            if why:
+                raise IllegalDecisionError(f"{st.name} cannot combine its partial results with atomic(): {why}")
+        t = self._t.copy()
+        t.rfactor[(f, s)] = d
+        t.plans[(f, s)] = plan_rfactor(node, st, d, bounds)
+        slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
+        return self._child(d, slot, t)
 
     def _register(self, inner: Union[InnerTile, Kernel]) -> dict[int, int]:
         dims = self.space.pure_dims(inner.func, inner.stage)
@@ -561,18 +716,70 @@ class State:
                                            f"register tile {reg[dim]}")
             seen.add(dim)
         if d.parallel:
-            if self._t.place[f].where != WHERE_ROOT:
+            if self._t.place[f].where != WHERE_ROOT and not self.space.gpu:
                 raise IllegalDecisionError(f"only root Funcs get parallel task loops: {d}")
             if not d.tiles:
                 raise IllegalDecisionError(f"a parallel OuterTile needs at least one tiled dimension: {d}")
+        mode = self._gpu_mode(d) if self.space.gpu else ""
         t = self._t.copy()
         t.outer[(f, s)] = d
         node = self.space.node(f)
         # a sliding window's storage may be folded: rounding its loops up would overwrite live rows
         tail = TAIL_GUARD if self._t.place[f].store_at is not None else self.space.tail[f]
-        t.plans[(f, s)] = plan_stage(node, st, self.space.bases[f], inner, d, tail, self._t.region[f][1][s])
+        plan = plan_stage(node, st, self.space.bases[f], inner, d, tail, self._t.region[f][1][s], mode)
+        if mode:
+            self._check_gpu_plan(d, plan)
+        t.plans[(f, s)] = plan
         slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
         return self._child(d, slot, t)
+
+    def _gpu_mode(self, d: OuterTile) -> str:
+        """The GPU context of the stage ``d`` tiles (``plan.GPU_*``), or IllegalDecisionError."""
+        level = self.gpu_level(d.func)
+        name = self.space.stage(d.func, d.stage).name
+        if level == "root":
+            if d.parallel:
+                if len(d.tiles) > gpu_rules.MAX_GPU_DIMS:
+                    raise IllegalDecisionError(f"a GPU kernel has at most {gpu_rules.MAX_GPU_DIMS} block "
+                                               f"dimensions; {len(d.tiles)} tiled: {d}")
+                return GPU_KERNEL
+            if d.tiles:
+                raise IllegalDecisionError(f"root stage {name} on a GPU target: its outer tiles must be the "
+                                           f"kernel's gpu_blocks (parallel=True); serial tiles would run on "
+                                           f"the host: {d}")
+            return GPU_SINGLE
+        if level == "block":
+            if not d.parallel or not d.tiles:
+                raise IllegalDecisionError(f"{name} is computed at a block loop (shared memory) by the block's "
+                                           f"threads: it needs parallel=True and tiled dimensions: {d}")
+            if len(d.tiles) > gpu_rules.MAX_GPU_DIMS:
+                raise IllegalDecisionError(f"at most {gpu_rules.MAX_GPU_DIMS} thread dimensions; "
+                                           f"{len(d.tiles)} tiled: {d}")
+            return GPU_BLOCK
+        if d.parallel:
+            raise IllegalDecisionError(f"{name} is computed inside a GPU thread: its loops are serial "
+                                       f"(no gpu_blocks / gpu_threads inside a thread): {d}")
+        return GPU_SERIAL
+
+    def _check_gpu_plan(self, d: OuterTile, plan: StagePlan) -> None:
+        threads = plan.threads
+        if plan.gpu == GPU_KERNEL:
+            if gpu_rules.total_threads(threads) > gpu_rules.MAX_THREADS:
+                raise IllegalDecisionError(f"{gpu_rules.total_threads(threads)} threads per block > "
+                                           f"{gpu_rules.MAX_THREADS}: {d}")
+            if any(b > MAX_GRID_YZ for b in plan.blocks[1:]):
+                raise IllegalDecisionError(f"grid {plan.blocks}: CUDA allows at most {MAX_GRID_YZ} blocks in "
+                                           f"the y and z dimensions: {d}")
+        elif plan.gpu == GPU_BLOCK:
+            if not threads:
+                raise IllegalDecisionError(f"a Func at block level needs at least one thread loop (a tile "
+                                           f"larger than its register tile): {d}")
+            at = self._t.place[d.func].at
+            assert at is not None
+            merged = gpu_rules.kernel_threads(self.kernel_members(at) + [plan])
+            if gpu_rules.total_threads(merged) > gpu_rules.MAX_THREADS:
+                raise IllegalDecisionError(f"the kernel would launch {merged} = {gpu_rules.total_threads(merged)} "
+                                           f"threads per block > {gpu_rules.MAX_THREADS}: {d}")
 
     # ---------------------------------------------------------------- search
     def options(self) -> list[Decision]:
@@ -581,6 +788,8 @@ class State:
             return []
         kind, f, s = self.slot
         node = self.space.node(f)
+        if self.space.gpu:
+            return self._gpu_options(kind, f, s)
         if kind == SLOT_PLACE:
             if node.is_output:
                 return [Place(f, WHERE_ROOT)]
@@ -608,11 +817,93 @@ class State:
         dims = self.space.pure_dims(f, s)
         extents = self._extents(f, s)
         if kind == SLOT_INNER:
-            return list(inner_options(f, s, dims, extents, self.space.vector_width[st.id], node.is_output,
-                                      bool(st.rvar_loops)))
+            inner = list(inner_options(f, s, dims, extents, self.space.vector_width[st.id], node.is_output,
+                                       bool(st.rvar_loops)))
+            # An update vectorises the dimension its pure stage did: that dimension is stored
+            # innermost (``reorder_storage``), and vectors across another one are gathers and
+            # scatters (an ae_forward layer ran 5x slower than with no register tile at all).
+            first = self._t.inner.get((f, 0))
+            if s > 0 and first is not None and first.vector_dim in dims:
+                inner = [d for d in inner if d.vector_dim == first.vector_dim] or inner
+            chosen: list[Decision] = list(inner)
+            return chosen
         reg = self._register(self._t.inner[(f, s)])
         root = self._t.place[f].where == WHERE_ROOT
         return list(outer_options(f, s, dims, extents, reg, root, self.space.parallelism))
+
+    def _site_iterations(self, ref: LoopRef) -> int:
+        """Iterations of loop ``ref`` and of every loop around it (GPU block and thread loops too)."""
+        plan = self._t.plans[(ref.func, ref.stage)]
+        at = plan.loops.index(plan.loop(ref.level, ref.dim))
+        n = 1
+        for l in plan.loops[at:]:
+            n *= max(l.extent, 1)
+        return n * self.enclosing_iterations(ref.func)
+
+    def _gpu_options(self, kind: str, f: int, s: int) -> list[Decision]:
+        """The GPU menu (``gpu.py``): the same placements as on CPU (no sliding windows, sites with
+        a legal GPU region, at most 4 KB per thread at thread level, recompute at most
+        GPU_RECOMPUTE_LIMIT x), per-thread register tiles (and RFactor), kernel / block / serial tilings."""
+        node = self.space.node(f)
+        if kind == SLOT_PLACE:
+            if node.is_output:
+                return [Place(f, WHERE_ROOT)]
+            opts: list[Decision] = []
+            if len(node.stages) == 1 and self._inline_fits(f):
+                opts.append(Place(f, WHERE_INLINE))
+            opts.append(Place(f, WHERE_ROOT))
+            prev = self.required_at(f, None)
+            minimum = box_points(node.stage_regions(prev)[0])
+            for ref in self.sites(f):
+                req = self.required_at(f, ref)
+                shrinks, prev = req != prev, req
+                computed, loops = node.stage_regions(req)
+                points = box_points(computed)
+                if not shrinks or self._site_iterations(ref) * points > gpu_rules.GPU_RECOMPUTE_LIMIT * max(minimum, 1):
+                    continue
+                if ref.level != LEVEL_BLOCK and points * node.bytes_per_point > 8 * gpu_rules.REGISTER_BYTES:
+                    continue
+                if self._gpu_place_problem(f, ref, computed, loops):
+                    continue
+                opts.append(Place(f, WHERE_AT, ref))
+            return opts
+        st = self.space.stage(f, s)
+        dims = self.space.pure_dims(f, s)
+        extents = self._extents(f, s)
+        level = self.gpu_level(f)
+        if kind == SLOT_INNER:
+            out: list[Decision] = list(gpu_rules.inner_options(f, s, dims, extents, bool(st.rvar_loops),
+                                                               level == "block"))
+            if s > 0 and level == "root" and st.rvar_loops:
+                bounds = self._t.region[f][1][s]
+                rext = [max(b.extent, 1) for l, b in zip(st.loops, bounds) if l.rvar]
+                pure = 1
+                for d in dims:
+                    pure *= extents[d]
+                out.extend(gpu_rules.rfactor_options(f, s, node, st, pure, rext))
+            return out
+        inner = self._t.inner[(f, s)]
+        reg = self._register(inner)
+        cand: list[OuterTile]
+        if level == "root":
+            cand = gpu_rules.kernel_options(f, s, dims, extents, reg, self.space.parallelism)
+        elif level == "block":
+            at = self._t.place[f].at
+            assert at is not None
+            cand = gpu_rules.block_options(f, s, dims, extents, reg,
+                                           gpu_rules.kernel_threads(self.kernel_members(at)))
+        else:
+            cand = outer_options(f, s, dims, extents, reg, False, 1)
+        ok: list[Decision] = []
+        for tile in cand:
+            try:
+                self._check_gpu_plan(tile, plan_stage(node, st, self.space.bases[f], inner, tile,
+                                                      self.space.tail[f], self._t.region[f][1][s],
+                                                      self._gpu_mode(tile)))
+            except IllegalDecisionError:
+                continue
+            ok.append(tile)
+        return ok
 
     def children(self) -> list["State"]:
         """Every state one legal decision further (Adams2019's ``generate_children``)."""
