@@ -109,3 +109,15 @@ def test_only_accumulations_count_scans_and_histograms_do_not():
     assert scans and not any(found[k] for k in scans)               # f(x, r) = f(x, r - 1) ...: a new row per step
     assert not found["hist_rows.update(0)"] and not found["cdf.update(0)"]  # data-dependent / scan
     assert found["hist.update(0)"] and found["conv.update(0)"]     # sums into fixed points
+
+
+def test_step_loads_count_vectors_broadcasts_and_gathers(conv):
+    from autoscheduler.features.kernel_terms import step_loads
+    dag, relu, c = conv
+    s = _conv_state(dag, relu, c, site="tile", kernel=True)
+    # filter: a vector per vector of the tile; input: a broadcast per row of the tile
+    assert step_loads(s, c, 1, Kernel(c, 1, 0, 16, ((1, 8),))) == 1 + 8
+    assert step_loads(s, c, 1, Kernel(c, 1, 0, 16, ((0, 2), (1, 6)))) == 2 + 6
+    assert step_loads(s, c, 1, Kernel(c, 1, 0, 16, ((0, 4), (1, 3)))) == 4 + 3
+    # vectorised along x: the filter is broadcast, the input (channels innermost) gathered lane by lane
+    assert step_loads(s, c, 1, InnerTile(c, 1, 1, 16, ())) == 1 + 16

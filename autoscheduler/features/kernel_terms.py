@@ -37,6 +37,7 @@ FLOAT_LATENCY = 4        # cycles of a dependent FMA / float add chain (Skylake.
 INT_LATENCY = 1          # integer add chains
 ISSUE_PORTS = 2          # vector FMA (or ALU) ports
 STORE_PORTS = 1          # vector stores per cycle
+LOAD_PORTS = 2           # vector loads per cycle
 RELOAD_LATENCY = 5       # store-to-load forwarding: an accumulator kept in memory adds this per step
 MAX_FACTOR = 16.0
 
@@ -104,13 +105,61 @@ def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
         # otherwise it is reloaded and stored every step
         in_regs = fits and constant_extents_at_site(state, f)
     latency = FLOAT_LATENCY if _is_float(state, f) else INT_LATENCY
+    loads = step_loads(state, f, s, inner)
     ideal = acc / ISSUE_PORTS                         # cycles per RVar step at full issue rate
-    if in_regs:
-        cycles = max(ideal, float(latency))           # the add chain of one accumulator
-    else:                                             # a store per accumulator per step, and a
-        cycles = max(acc / STORE_PORTS, float(latency + RELOAD_LATENCY))  # chain through memory
+    if in_regs:                                       # the add chain of one accumulator; the loads
+        cycles = max(ideal, float(latency), loads / LOAD_PORTS)
+    else:                                             # a store per accumulator per step, a reload,
+        cycles = max(acc / STORE_PORTS, (loads + acc) / LOAD_PORTS,  # and a chain through memory
+                     float(latency + RELOAD_LATENCY))
     factor = min(MAX_FACTOR, max(1.0, cycles / ideal))
     return KernelTerms(acc, in_regs, float(factor))
+
+
+def step_loads(state: State, f: int, s: int, inner: Any) -> float:
+    """Vector loads (or broadcasts) one RVar step of the register tile issues.
+
+    Each distinct load of the stage is issued once per register-tile point it varies over: a vector
+    per vector of the tile if it varies along the vector dimension (``width`` scalar loads, a gather,
+    if that is not its stride-1 storage dimension), one broadcast otherwise, times the unrolled
+    factor of every other tile dimension it varies along. A 1-vector x 8-row tile of a conv issues
+    9 loads for 8 FMAs; a 2 x 6 tile 8 for 12."""
+    st = state.space.stage(f, s)
+    v = inner.vector_dim
+    width = max(1, int(inner.vector_width))
+    unroll = dict(inner.unroll) if isinstance(inner, Kernel) else {}
+    loops_of: dict[int, list[int]] = {}
+    for j, l in enumerate(st.loops):
+        if not l.rvar:
+            loops_of.setdefault(l.pure_dim, []).append(j)
+    total = 0.0
+    for e in st.incoming_edges:
+        if e.producer.index == f:
+            continue
+        p_inner = None if e.producer.is_input else state.inner(e.producer.index, 0)
+        store_dim = p_inner.vector_dim if p_inner is not None and p_inner.vector_dim is not None else 0
+        for lj in e.load_jacobians:
+            m = lj.matrix
+
+            def coeff(row: int, d: int) -> Any:
+                vals = [m[row][j] for j in loops_of.get(d, ()) if row < len(m) and j < len(m[row])]
+                if any(x is None for x in vals):
+                    return None
+                return sum(vals) if vals else 0
+
+            def varies(d: int) -> bool:
+                return any(coeff(r, d) != 0 for r in range(len(m)))
+
+            n = 1.0
+            if v is not None and varies(v):
+                contiguous = store_dim < len(m) and coeff(store_dim, v) == 1 and \
+                    all(coeff(r, v) == 0 for r in range(len(m)) if r != store_dim)
+                n *= unroll.get(v, 1) * (1 if contiguous else width)
+            for d, k in unroll.items():
+                if d != v and varies(d):
+                    n *= k
+            total += n * max(1, lj.count)
+    return total
 
 
 def _best_case_terms(state: State, f: int, s: int) -> KernelTerms:
