@@ -81,9 +81,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(epochs=args.epochs, lr=lr, batch_size=args.batch_size, patience=args.patience,
                         seed=args.seed, rank_weight=args.rank_weight, adams_weight=args.adams_weight,
                         logmse_weight=args.logmse_weight, abs_weight=args.abs_weight,
+                        weight_decay=args.weight_decay, list_weight=args.list_weight,
                         progress=not args.quiet and not args.verbose,
                         log=print if args.verbose else None)
-    model = make_model(args.model, args.init, seed=args.seed)
+    from cost_model.our_net import OurNetConfig
+    config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
+                          context=not args.no_context, members=args.members, normalize=args.normalize,
+                          adams_terms=args.adams_terms, prior=args.prior)
+    model = make_model(args.model, args.init, seed=args.seed, config=config)
     before = {name: evaluate(model, ps) for name, ps in (("val", split.val), ("test", split.test)) if ps}
     result = train(model, split.train, split.val, opts)
     print(f"trained {result.epochs_run} epoch(s) in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
@@ -108,12 +113,38 @@ def cmd_train(args: argparse.Namespace) -> int:
              "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
              "data": str(args.db), "data_pipelines": len(data.pipelines),
              "featurizer": featurizer_fingerprint()}
-    command = "autoschedule " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line("train", args)
     pt, js = save_model(result.model, args.out, data_size=sum(p.num_schedules for p in split.train),
                         metrics=metrics, target=",".join(targets), machine=";".join(devices),
                         command=command, extra=extra)
     print(f"saved {pt} and {js}")
     return 0
+
+
+_PARSERS: dict[str, argparse.ArgumentParser] = {}
+
+
+def _command_line(name: str, args: argparse.Namespace) -> str:
+    """The command that reproduces ``args`` (options left at their defaults omitted), rebuilt from
+    the parsed arguments, so it is right whichever way the CLI was called (console script, tests)."""
+    parser = _PARSERS.get(name)
+    if parser is None:
+        return "autoschedule " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    words = ["autoschedule", name]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "func"):
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            words.append(flag)
+        elif isinstance(value, list):
+            words += [w for v in value for w in (flag, shlex.quote(str(v)))]
+        else:
+            words += [flag, shlex.quote(str(value))]
+    return " ".join(words)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -194,6 +225,7 @@ def register(subparsers: Any) -> None:
     sp.set_defaults(func=cmd_collect)
 
     sp = subparsers.add_parser("train", help="train the cost model on collected samples")
+    _PARSERS["train"] = sp
     _common_data_args(sp)
     sp.add_argument("--out", required=True, help="weights to write (NAME.pt + NAME.json)")
     sp.add_argument("--model", choices=("ours", "adams"), default="ours")
@@ -208,6 +240,20 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--adams-weight", type=float, default=1.0)
     sp.add_argument("--logmse-weight", type=float, default=1.0)
     sp.add_argument("--abs-weight", type=float, default=0.1)
+    sp.add_argument("--weight-decay", type=float, default=0.0)
+    sp.add_argument("--hidden", type=int, default=96, help="our network: hidden width")
+    sp.add_argument("--pipeline-dim", type=int, default=32, help="our network: pipeline embedding width")
+    sp.add_argument("--members", type=int, default=1, help="our network: ensemble members (averaged)")
+    sp.add_argument("--dropout", type=float, default=0.0, help="our network: dropout")
+    sp.add_argument("--normalize", action="store_true", help="our network: standardise the log features "
+                    "with training-set statistics")
+    sp.add_argument("--no-context", action="store_true", help="our network: no cross-stage context")
+    sp.add_argument("--adams-terms", action="store_true", help="our network: Adams2019's hand-built cost "
+                    "terms as extra inputs")
+    sp.add_argument("--prior", action="store_true", help="our network: learn a correction of a frozen "
+                    "AdamsNet with Halide's baseline weights (starts as that prior)")
+    sp.add_argument("--list-weight", type=float, default=0.0, help="weight of the ListNet (top of the "
+                    "ranking) loss")
     sp.add_argument("--train-on-bundled", action="store_true",
                     help="let bundled workloads into train/val (default: always held out)")
     sp.add_argument("--verbose", action="store_true", help="print every epoch")

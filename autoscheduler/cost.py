@@ -1,8 +1,12 @@
 """The search's cost function: featurize a batch of states, run the cost network, return costs.
 
-The default network is the Adams2019 port (``cost_model.AdamsNet``) with Halide's baseline weights
-(``cost_model/weights``) until weights trained by this project ship; a ``.pt`` + ``.json`` pair made by
-``autoschedule train`` (AdamsNet or our network) or Halide's ``.weights`` format can be passed.
+Weights shipped in ``cost_model/weights``: Halide's baseline Adams2019 weights
+(``adams2019_baseline.weights``, for the port ``cost_model.AdamsNet``) and, when this project's own
+training beat them on held-out pipelines, our network's (``ours.pt`` + ``ours.json``: the metadata
+records the data, the command and the held-out metrics). ``DEFAULT_WEIGHTS`` is the one the search
+loads unless given others: a ``.pt`` + ``.json`` pair made by ``autoschedule train`` (AdamsNet or
+our network) or Halide's ``.weights`` format. Loading weights trained on a machine with another
+vector ISA (AVX2 vs AVX-512) warns (``cost_model.weights_io.HostMismatchWarning``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from cost_model.adams_net import AdamsNet
 from .features import network_inputs
 
 WEIGHTS_DIR = Path(cost_model.__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "adams2019_baseline.weights"
+BASELINE_WEIGHTS = WEIGHTS_DIR / "adams2019_baseline.weights"
+OUR_WEIGHTS = WEIGHTS_DIR / "ours.pt"
+DEFAULT_WEIGHTS = BASELINE_WEIGHTS
+"""Halide's baseline weights (see data/README.md for the held-out comparison with ours.pt)."""
 
 
 class CostModel:

@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,7 +269,8 @@ class FeatureCache:
             return
         p.parent.mkdir(parents=True, exist_ok=True)
         hashes = sorted(rows)
-        tmp = p.with_name(p.stem + ".tmp.npz")
+        # a name of its own per writer: two processes featurizing the same pipeline must not collide
+        tmp = p.with_name(f"{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
         np.savez_compressed(tmp, pipeline=pipeline, type_mask=type_mask,
                             schedule=np.stack([rows[h] for h in hashes]).astype(np.float32),
                             trace_hashes=np.asarray(hashes))

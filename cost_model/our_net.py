@@ -28,30 +28,57 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import torch
 from torch import nn
 
+from .adams_net import AdamsNet
 from .features_layout import NUM_SCHEDULE_FEATURES, PIPELINE_COLS, PIPELINE_ROWS
+from .features_layout import SCHEDULE_FEATURE_INDEX as _F
 
 PIPELINE_INPUTS = PIPELINE_ROWS * PIPELINE_COLS
 
 
 @dataclass(frozen=True)
 class OurNetConfig:
-    """Sizes of :class:`OurNet` (stored in the weights' metadata so a file rebuilds its network)."""
+    """Sizes of :class:`OurNet` (stored in the weights' metadata so a file rebuilds its network).
+
+    ``members``: independently initialised sub-networks whose per-stage log-costs are averaged (a
+    small ensemble: on a few hundred training pipelines it ranks held-out ones more reliably than
+    one network); ``context``: the cross-stage pooled context; ``normalize``: standardise the
+    log features with statistics of the training set (:meth:`OurNet.fit_normalization`);
+    ``adams_terms``: also feed each stage's Adams2019 hand-built cost terms (compute, loads, stores,
+    false sharing, page faults, malloc, parallel launches and tasks, working set: the 28 quantities
+    AdamsNet weights with its coefficients), log-scaled, as inputs; ``prior``: a frozen AdamsNet
+    (Halide's baseline weights, :meth:`OurNet.load_prior`) predicts each stage's cost, which is both
+    an input and the starting point: the network learns a per-stage log-space correction of it
+    (zero at the start, so an untrained network ranks exactly as the prior does);
+    ``max_correction``: with a prior, bound that correction to +-this (natural log) per stage with
+    a tanh, so that a schedule unlike the training data cannot be predicted arbitrarily faster or
+    slower than the prior says (0: unbounded).
+    """
+
+    @property
+    def schedule_inputs(self) -> int:
+        return SCHEDULE_INPUTS + (NUM_ADAMS_TERMS if self.adams_terms else 0) + (1 if self.prior else 0)
 
     pipeline_dim: int = 32
     hidden: int = 96
     dropout: float = 0.0
+    context: bool = True
+    members: int = 1
+    normalize: bool = False
+    adams_terms: bool = False
+    prior: bool = False
+    max_correction: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "OurNetConfig":
-        known = {k: d[k] for k in ("pipeline_dim", "hidden", "dropout") if k in d}
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 
 
@@ -70,28 +97,202 @@ def signed_log1p(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
 
+SCHEDULE_INPUTS = NUM_SCHEDULE_FEATURES + 2
+"""Schedule features + log(cores) + "is the final output stage"."""
+
+NUM_ADAMS_TERMS = 28
+"""AdamsNet's cost terms that have a coefficient (its coefficients 28-31 are unused)."""
+
+
+def adams_terms(sched: torch.Tensor, num_cores: int | float | torch.Tensor) -> torch.Tensor:
+    """[B, S, 28]: AdamsNet's hand-built cost terms of each stage before its learned coefficients
+    weight them (``cost = 1e-9 * sum_i c_i * term_i``: :func:`cost_model.adams_net._stage_costs`
+    term by term, store terms doubled as there), from the raw schedule features [B, S, 39].
+    Stage 0 is the final output (its store terms use their own slots, as in AdamsNet)."""
+    sched = sched.to(torch.float32)
+
+    def f(name: str) -> torch.Tensor:
+        return sched[..., _F[name]]
+
+    one = torch.ones((), dtype=torch.float32, device=sched.device)
+    nr, npr = f("num_realizations"), f("num_productions")
+    ip, op = f("inner_parallelism"), f("outer_parallelism")
+    nv, ns, vs = f("num_vectors"), f("num_scalars"), f("vector_size")
+    ibat = torch.maximum(one, f("innermost_bytes_at_task"))
+    num_tasks = torch.maximum(one, ip * op)
+    cores = torch.as_tensor(num_cores, dtype=torch.float32, device=sched.device)
+    if cores.dim() == 1:
+        cores = cores.unsqueeze(-1)
+    tasks_per_core = num_tasks / cores
+    idle = torch.ceil(tasks_per_core) / torch.maximum(one, tasks_per_core)
+    inlined = (f("inlined_calls") != 0).to(torch.float32)
+    parallel = (ip > 1).to(torch.float32)
+    is_output = torch.zeros(sched.shape[-2], dtype=torch.float32, device=sched.device)
+    is_output[0] = 1.0
+    serial_out = (1 - parallel) * is_output
+    serial_other = (1 - parallel) * (1 - is_output)
+    lines_written = nr * ip * (f("bytes_at_task") / ibat)
+    bytes_written = nr * f("bytes_at_realization")
+    zero = torch.zeros_like(nr)
+    terms = [
+        (1 - inlined) * vs * nv * idle, (1 - inlined) * ns * idle,
+        inlined * vs * nv * idle, inlined * ns * idle,
+        zero,
+        nr * f("unique_lines_read_per_realization"), nr * f("unique_bytes_read_per_realization"),
+        nv * f("scalar_loads_per_vector"), ns * f("scalar_loads_per_scalar"),
+        nv * f("vector_loads_per_vector"),
+        ns * f("unique_bytes_read_per_vector"), nv * f("unique_bytes_read_per_vector"),
+        ns * f("unique_lines_read_per_vector"), nv * f("unique_lines_read_per_vector"),
+        num_tasks * f("unique_bytes_read_per_task"), num_tasks * f("unique_lines_read_per_task"),
+        2 * parallel * lines_written, 2 * serial_out * lines_written, 2 * serial_other * lines_written,
+        2 * parallel * bytes_written, 2 * serial_out * bytes_written, 2 * serial_other * bytes_written,
+        2 * parallel * (nv + ns) / ibat,
+        2 * f("bytes_at_production") * torch.minimum(ip, 4096 / ibat) * ip * op,
+        nr, npr * parallel, npr * (ip - 1), f("working_set"),
+    ]
+    out = torch.stack(terms, dim=-1)
+    return torch.nan_to_num(out, nan=0.0, posinf=1e30, neginf=-1e30)
+
+
+class _Member(nn.Module):
+    """One sub-network: per-stage MLP over log features, with pooled cross-stage context."""
+
+    def __init__(self, config: OurNetConfig) -> None:
+        super().__init__()
+        p, h = config.pipeline_dim, config.hidden
+        self.use_context = config.context
+        self.pipe = nn.Sequential(nn.Linear(PIPELINE_INPUTS, p), nn.ReLU())
+        self.sched = nn.Sequential(nn.Linear(config.schedule_inputs, h), nn.ReLU())
+        self.stage = nn.Sequential(nn.Linear(p + h, h), nn.ReLU(), nn.Dropout(config.dropout),
+                                   nn.Linear(h, h), nn.ReLU())
+        if self.use_context:
+            self.context = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU())
+            self.mix = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU())
+        self.head = nn.Linear(h, 1)
+
+    def forward(self, pipe_in: torch.Tensor, sched_in: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[S, 280] or [B, S, 280] pipeline inputs, [B, S, 41 (+28)] schedule inputs -> [B, S] log-costs."""
+        b, s, _ = sched_in.shape
+        pipe = self.pipe(pipe_in)
+        if pipe.dim() == 2:
+            pipe = pipe.unsqueeze(0).expand(b, s, pipe.shape[-1])
+        hidden = self.stage(torch.cat([pipe, self.sched(sched_in)], dim=-1))  # [B, S, H]
+        if self.use_context:
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            count = torch.clamp(m.sum(dim=1), min=1.0)
+            mean = (hidden * m).sum(dim=1) / count
+            neg = torch.finfo(hidden.dtype).min
+            mx = torch.where(mask.unsqueeze(-1), hidden, torch.full_like(hidden, neg)).amax(dim=1)
+            mx = torch.where(mask.any(dim=1, keepdim=True), mx, torch.zeros_like(mx))
+            ctx = self.context(torch.cat([mean, mx], dim=-1)).unsqueeze(1).expand(b, s, -1)
+            hidden = self.mix(torch.cat([hidden, ctx], dim=-1))
+        return self.head(hidden).squeeze(-1)
+
+
 class OurNet(nn.Module):
-    """Per-stage MLP over log features with pooled cross-stage context; sum of stage costs."""
+    """Per-stage MLP(s) over log features with pooled cross-stage context; sum of stage costs."""
+
+    pipe_shift: torch.Tensor
+    pipe_scale: torch.Tensor
+    sched_shift: torch.Tensor
+    sched_scale: torch.Tensor
 
     def __init__(self, config: OurNetConfig | None = None, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config or OurNetConfig()
-        p, h = self.config.pipeline_dim, self.config.hidden
-        self.pipe = nn.Sequential(nn.Linear(PIPELINE_INPUTS, p), nn.ReLU())
-        # schedule features + log(cores) + "is the final output stage"
-        self.sched = nn.Sequential(nn.Linear(NUM_SCHEDULE_FEATURES + 2, h), nn.ReLU())
-        self.stage = nn.Sequential(nn.Linear(p + h, h), nn.ReLU(), nn.Dropout(self.config.dropout),
-                                   nn.Linear(h, h), nn.ReLU())
-        self.context = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU())
-        self.mix = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU())
-        self.head = nn.Linear(h, 1)
+        if self.config.members < 1:
+            raise ValueError("OurNetConfig.members must be >= 1")
+        self.members = nn.ModuleList(_Member(self.config) for _ in range(self.config.members))
+        # standardisation of the log inputs (identity until fit_normalization)
+        self.register_buffer("pipe_shift", torch.zeros(PIPELINE_INPUTS))
+        self.register_buffer("pipe_scale", torch.ones(PIPELINE_INPUTS))
+        self.register_buffer("sched_shift", torch.zeros(self.config.schedule_inputs))
+        self.register_buffer("sched_scale", torch.ones(self.config.schedule_inputs))
         if generator is not None:
             with torch.no_grad():
                 for param in self.parameters():
                     bound = 1.0 / math.sqrt(param.shape[-1]) if param.dim() > 1 else 0.05
                     param.copy_((torch.rand(param.shape, generator=generator) * 2 - 1) * bound)
+        self.prior: AdamsNet | None = None
+        if self.config.prior:
+            self.prior = AdamsNet(generator=generator)
+            self.prior.requires_grad_(False)
         with torch.no_grad():
-            self.head.bias.fill_(-2.0)  # about 0.1 ms per stage to start with
+            for m in self.member_nets():
+                if self.prior is not None:   # start from the prior's prediction exactly
+                    m.head.weight.zero_()
+                    m.head.bias.zero_()
+                else:
+                    m.head.bias.fill_(-2.0)  # about 0.1 ms per stage to start with
+
+    def load_prior(self, weights: AdamsNet) -> None:
+        """Copy ``weights`` (e.g. Halide's baseline AdamsNet) into the frozen prior."""
+        if self.prior is None:
+            raise ValueError("this OurNet has no prior (OurNetConfig.prior is False)")
+        self.prior.load_state_dict(weights.state_dict())
+
+    def train(self, mode: bool = True) -> "OurNet":
+        super().train(mode)
+        if self.prior is not None:
+            self.prior.eval()
+        return self
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def _inputs(self, pipeline_features: torch.Tensor, sched: torch.Tensor,
+                num_cores: int | float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised log inputs: pipeline [S, 280] (or [B, S, 280]) and schedule [B, S, 41 (+28)]."""
+        b, s, _ = sched.shape
+        pf = pipeline_features.to(torch.float32)
+        pipe = signed_log1p(pf.reshape(*pf.shape[:-2], PIPELINE_INPUTS))
+        cores = torch.as_tensor(num_cores, dtype=torch.float32, device=sched.device)
+        cores = cores.reshape(-1, 1, 1).expand(b, s, 1) if cores.dim() == 1 else cores.expand(b, s, 1)
+        is_output = torch.zeros(b, s, 1, dtype=torch.float32, device=sched.device)
+        is_output[:, 0] = 1.0
+        parts = [signed_log1p(sched), torch.log(torch.clamp(cores, min=1.0)), is_output]
+        if self.config.adams_terms:
+            parts.append(signed_log1p(adams_terms(sched, num_cores)))
+        if self.prior is not None:
+            with torch.no_grad():
+                stage = self.prior.forward_detailed(pipeline_features, sched, num_cores).stage_costs
+            parts.append(torch.log(torch.clamp(stage, min=1e-12)).unsqueeze(-1))
+        return pipe, torch.cat(parts, dim=-1)
+
+    def member_nets(self) -> list[_Member]:
+        """The ensemble's sub-networks."""
+        return [m for m in self.members if isinstance(m, _Member)]
+
+    @property
+    def normalization_fitted(self) -> bool:
+        """Whether the input standardisation holds statistics (not the identity)."""
+        return not (bool(torch.all(self.pipe_scale == 1)) and bool(torch.all(self.pipe_shift == 0))
+                    and bool(torch.all(self.sched_scale == 1)) and bool(torch.all(self.sched_shift == 0)))
+
+    @torch.no_grad()
+    def fit_normalization(self, samples: Iterable[tuple[Any, Any, int | float]]) -> None:
+        """Set the input standardisation from training data: ``samples`` yields (pipeline features
+        [S, 40, 7], schedule features [B, S, 39], cores) per pipeline (numpy or torch). Only the
+        scheduled stages count. A no-op unless ``config.normalize``."""
+        if not self.config.normalize:
+            return
+        pipes, scheds = [], []
+        for pf, sf, cores in samples:
+            sched = torch.as_tensor(sf, dtype=torch.float32)
+            if sched.dim() != 3 or sched.shape[0] == 0:
+                continue
+            pipe, x = self._inputs(torch.as_tensor(pf), sched, cores)
+            mask = (sched != 0).any(dim=-1)
+            scheds.append(x[mask])
+            pipes.append(pipe.reshape(-1, PIPELINE_INPUTS))
+        if not scheds:
+            return
+        xs, ps = torch.cat(scheds), torch.cat(pipes)
+        self.sched_shift.copy_(xs.mean(0))
+        self.sched_scale.copy_(torch.clamp(xs.std(0), min=0.1) if xs.shape[0] > 1 else torch.ones_like(xs[0]))
+        self.pipe_shift.copy_(ps.mean(0))
+        self.pipe_scale.copy_(torch.clamp(ps.std(0), min=0.1) if ps.shape[0] > 1 else torch.ones_like(ps[0]))
+
+    # -- forward ---------------------------------------------------------------------------------
 
     def forward(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
                 num_cores: int | float | torch.Tensor) -> torch.Tensor:
@@ -112,30 +313,25 @@ class OurNet(nn.Module):
         if sched.dim() != 3 or sched.shape[-1] != NUM_SCHEDULE_FEATURES:
             raise ValueError(f"schedule_features must be [batch, stages, {NUM_SCHEDULE_FEATURES}], "
                              f"got {tuple(schedule_features.shape)}")
-        b, s, _ = sched.shape
-        pf = pipeline_features.to(torch.float32)
-        if pf.shape[-2:] != (PIPELINE_ROWS, PIPELINE_COLS) or pf.shape[-3] != s:
+        s = sched.shape[1]
+        if pipeline_features.shape[-2:] != (PIPELINE_ROWS, PIPELINE_COLS) or pipeline_features.shape[-3] != s:
             raise ValueError(f"pipeline_features must be [stages, {PIPELINE_ROWS}, {PIPELINE_COLS}] with "
                              f"the {s} stages of schedule_features, got {tuple(pipeline_features.shape)}")
-        pipe = self.pipe(signed_log1p(pf.reshape(*pf.shape[:-2], PIPELINE_INPUTS)))  # [S, P] or [B, S, P]
-        if pipe.dim() == 2:
-            pipe = pipe.unsqueeze(0).expand(b, s, pipe.shape[-1])
-        cores = torch.as_tensor(num_cores, dtype=torch.float32, device=sched.device)
-        cores = cores.reshape(-1, 1, 1).expand(b, s, 1) if cores.dim() == 1 else cores.expand(b, s, 1)
-        is_output = torch.zeros(b, s, 1, dtype=torch.float32, device=sched.device)
-        is_output[:, 0] = 1.0
-        x = torch.cat([signed_log1p(sched), torch.log(torch.clamp(cores, min=1.0)), is_output], dim=-1)
-        hidden = self.stage(torch.cat([pipe, self.sched(x)], dim=-1))  # [B, S, H]
-
+        pipe, x = self._inputs(pipeline_features, sched, num_cores)
+        prior_log = x[..., -1] if self.prior is not None else None
+        pipe = (pipe - self.pipe_shift) / self.pipe_scale
+        x = (x - self.sched_shift) / self.sched_scale
         mask = (sched != 0).any(dim=-1)  # [B, S]: scheduled stages
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        count = torch.clamp(m.sum(dim=1), min=1.0)
-        mean = (hidden * m).sum(dim=1) / count
-        neg = torch.finfo(hidden.dtype).min
-        mx = torch.where(mask.unsqueeze(-1), hidden, torch.full_like(hidden, neg)).amax(dim=1)
-        mx = torch.where(mask.any(dim=1, keepdim=True), mx, torch.zeros_like(mx))
-        ctx = self.context(torch.cat([mean, mx], dim=-1)).unsqueeze(1).expand(b, s, -1)
-        log_stage = self.head(self.mix(torch.cat([hidden, ctx], dim=-1))).squeeze(-1)  # [B, S]
+        nets = self.member_nets()
+        log_stage = nets[0](pipe, x, mask)
+        for member in nets[1:]:
+            log_stage = log_stage + member(pipe, x, mask)
+        log_stage = log_stage / len(self.members)
+        if prior_log is not None:
+            bound = self.config.max_correction
+            if bound > 0:
+                log_stage = bound * torch.tanh(log_stage / bound)
+            log_stage = log_stage + prior_log
         log_stage = torch.clamp(log_stage, -60.0, 60.0)
         masked = torch.where(mask, log_stage, torch.full_like(log_stage, -math.inf))
         log_pred = torch.logsumexp(masked, dim=-1)  # -inf when no stage is scheduled
@@ -146,4 +342,4 @@ class OurNet(nn.Module):
         return OurNetOutput(pred, log_pred, stage_costs, mask)
 
 
-__all__ = ["OurNet", "OurNetConfig", "OurNetOutput", "signed_log1p"]
+__all__ = ["OurNet", "OurNetConfig", "OurNetOutput", "signed_log1p", "adams_terms", "NUM_ADAMS_TERMS"]

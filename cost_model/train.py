@@ -12,9 +12,13 @@ other) and minimises a weighted sum of:
   ratio, so that clear orderings count more than near-ties;
 * ``logmse``: squared error of the batch-centred log runtime (the ratios between schedules, whatever
   the pipeline's absolute speed);
-* ``abs``: squared error of the absolute log runtime (calibration across pipelines; small weight).
+* ``abs``: squared error of the absolute log runtime (calibration across pipelines; small weight);
+* ``list``: ListNet, the KL divergence between which schedule is the fastest according to the
+  measurements and according to the predictions (softmaxes of ``-log time / T``): the top of the
+  ranking, which the search keeps, counts most (off by default).
 
-Adam, one step per batch, pipelines in a new random order every epoch; early stopping on the loss of
+Adam, one step per batch (or per ``pipelines_per_step`` batches of different pipelines, their losses
+averaged), pipelines in a new random order every epoch; early stopping on the loss of
 the validation pipelines (held out by whole pipelines, ``cost_model.dataset.split_pipelines``), the
 best epoch's weights are kept. ``finetune`` starts from given weights and trains on one pipeline's
 samples interleaved with a replay of other pipelines (so that the model does not forget them), for the
@@ -44,8 +48,8 @@ from .adams_net import AdamsNet
 from .dataset import PipelineData, iter_batches
 from .metrics import Summary, pipeline_metrics, summarize
 from .our_net import OurNet, OurNetConfig
-from .weights_io import (WeightsMetadata, load_halide_weights, load_weights, read_metadata,
-                         save_weights)
+from .weights_io import (EXPECTED_VERSION, WeightsMetadata, load_halide_weights, load_weights, read_metadata,
+                         save_weights, warn_if_host_mismatch)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_WEIGHTS = REPO_ROOT / "cost_model" / "weights" / "adams2019_baseline.weights"
@@ -65,8 +69,11 @@ class TrainOptions:
     rank_weight: float = 1.0
     logmse_weight: float = 1.0
     abs_weight: float = 0.1
+    list_weight: float = 0.0
+    list_temperature: float = 0.2
     weight_decay: float = 0.0
     grad_clip: float = 10.0
+    pipelines_per_step: int = 1
     threads: int | None = 1
     progress: bool = False
     log: Callable[[str], None] | None = None
@@ -87,12 +94,15 @@ def make_model(kind: str, init: str | None = None, *, seed: int = 0,
         model = load_model(init)
         if kind == "ours" and not isinstance(model, OurNet) or kind == "adams" and not isinstance(model, AdamsNet):
             raise WeightsError(f"{init}: holds a {type(model).__name__}, not the '{kind}' model asked for; "
-                               "pass --model to match the file")
+                               f"pass --model to match the file ({EXPECTED_VERSION})")
         return model
     if kind == "ours":
         if init == "baseline":
             raise WeightsError("--init baseline is Halide's AdamsNet weights; use it with --model adams")
-        return OurNet(config, generator=gen)
+        net = OurNet(config, generator=gen)
+        if net.config.prior:
+            net.load_prior(load_halide_weights(BASELINE_WEIGHTS))
+        return net
     if kind == "adams":
         if init == "random":
             return AdamsNet(generator=gen)
@@ -174,8 +184,14 @@ def batch_loss(model: nn.Module, data: PipelineData, opts: TrainOptions) -> tupl
         parts["logmse"] = (((logp - logp.mean()) - (logr - logr.mean())) ** 2).mean()
     if opts.abs_weight:
         parts["abs"] = ((torch.clamp(logp, -30.0, 30.0) - logr) ** 2).mean()
+    if opts.list_weight and data.num_schedules >= 2:
+        # ListNet: cross-entropy between "which schedule is the fastest" under the measured times
+        # (a softmax of -log r at temperature T) and under the predictions
+        target = torch.softmax(-logr / opts.list_temperature, dim=0)
+        parts["list"] = -(target * torch.log_softmax(-torch.clamp(logp, -60.0, 60.0) / opts.list_temperature,
+                                                     dim=0)).sum() + (target * torch.log(target + 1e-12)).sum()
     weights = {"adams": opts.adams_weight, "rank": opts.rank_weight, "logmse": opts.logmse_weight,
-               "abs": opts.abs_weight}
+               "abs": opts.abs_weight, "list": opts.list_weight}
     total = sum((weights[k] * v for k, v in parts.items()), torch.zeros(()))
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -202,6 +218,23 @@ def evaluate(model: nn.Module, pipelines: Sequence[PipelineData]) -> Summary:
 
 # ---------------------------------------------------------------------------------------- training
 
+@torch.no_grad()
+def flush_denormals(model: nn.Module) -> int:
+    """Set float parameters and buffers smaller than float32's smallest normal number to zero;
+    returns how many. Weight decay drives the weights of dead units towards zero, into the
+    denormal range, where CPU arithmetic is many times slower (a model with 30% denormal weights
+    predicted 4x slower); they contribute nothing measurable to a prediction."""
+    n = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            tiny = (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
+            k = int(tiny.sum())
+            if k:
+                t[tiny] = 0
+                n += k
+    return n
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -220,8 +253,14 @@ def train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequence
     ``val_loss``, ``val_pairwise``).
     """
     opts = opts or TrainOptions()
-    with torch_threads(opts.threads):
-        return _train(model, train_set, val_set, opts)
+    # flush-to-zero while training: weight decay makes denormal weights, which slow CPU math
+    ftz = torch.set_flush_denormal(True)
+    try:
+        with torch_threads(opts.threads):
+            return _train(model, train_set, val_set, opts)
+    finally:
+        if ftz:
+            torch.set_flush_denormal(False)
 
 
 def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequence[PipelineData],
@@ -229,6 +268,9 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
     usable = [p for p in train_set if p.num_schedules >= 2]
     if not usable:
         raise ValueError("no training pipeline has two or more measured schedules")
+    if isinstance(model, OurNet) and model.config.normalize and not model.normalization_fitted:
+        # a fresh network: standardise its inputs on the training pipelines (kept when training on)
+        model.fit_normalization((p.pipeline, p.schedule, p.num_cores) for p in usable)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr, eps=1e-5, weight_decay=opts.weight_decay)
@@ -245,17 +287,20 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
         for epoch in range(1, opts.epochs + 1):
             model.train()
             losses = []
-            for i in rng.permutation(len(usable)):
-                for batch in iter_batches(usable[i], opts.batch_size, rng):
-                    loss, _ = batch_loss(model, batch, opts)
-                    if not torch.isfinite(loss):
-                        continue
-                    optim.zero_grad()
-                    loss.backward()
-                    if opts.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
-                    optim.step()
-                    losses.append(float(loss.detach()))
+            batches = [b for i in rng.permutation(len(usable)) for b in iter_batches(usable[i], opts.batch_size, rng)]
+            step = max(1, opts.pipelines_per_step)
+            for k in range(0, len(batches), step):
+                parts = [batch_loss(model, b, opts)[0] for b in batches[k:k + step]]
+                parts = [x for x in parts if torch.isfinite(x)]
+                if not parts:
+                    continue
+                loss = torch.stack(parts).mean()
+                optim.zero_grad()
+                loss.backward()
+                if opts.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+                optim.step()
+                losses.append(float(loss.detach()))
             row = {"epoch": float(epoch), "train_loss": float(np.mean(losses)) if losses else math.nan}
             if val_set:
                 row["val_loss"] = dataset_loss(model, val_set, opts)
@@ -279,6 +324,7 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
         if bar is not None:
             bar.close()
     model.load_state_dict(best_state)
+    flush_denormals(model)
     model.eval()
     return TrainResult(model, best_epoch, epoch, history, time.perf_counter() - start, stopped)
 
@@ -349,8 +395,12 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, data_size: int
     return save_weights(model, path, meta)
 
 
-def load_model(path: str | os.PathLike[str]) -> nn.Module:
-    """Any cost model: Halide ``.weights`` (AdamsNet), or our ``.pt`` + ``.json`` (AdamsNet or OurNet)."""
+def load_model(path: str | os.PathLike[str], *, check_host: bool = True) -> nn.Module:
+    """Any cost model: Halide ``.weights`` (AdamsNet), or our ``.pt`` + ``.json`` (AdamsNet or OurNet).
+
+    ``check_host``: warn (:class:`~cost_model.weights_io.HostMismatchWarning`) when the metadata says
+    the weights were trained on a machine with another vector ISA than this host's (AVX2 vs
+    AVX-512). Halide's ``.weights`` carry no such record."""
     p = os.fspath(path)
     if p.endswith(".weights"):
         return load_halide_weights(p)
@@ -361,13 +411,16 @@ def load_model(path: str | os.PathLike[str]) -> nn.Module:
     elif meta.model == AdamsNet.__name__:
         model = AdamsNet()
     else:
-        raise WeightsError(f"{p}: model class {meta.model!r} is not one this toolkit knows "
-                           "(OurNet, AdamsNet)")
-    loaded, _ = load_weights(p, model)
+        raise WeightsError(f"{p}: model class {meta.model!r} is not one this toolkit knows; expected "
+                           f"OurNet or AdamsNet weights, {EXPECTED_VERSION}")
+    loaded, meta = load_weights(p, model)
+    flush_denormals(loaded)
+    if check_host:
+        warn_if_host_mismatch(p, meta)
     loaded.eval()
     return loaded
 
 
 __all__ = ["TrainOptions", "TrainResult", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
            "train", "finetune", "torch_threads", "save_model", "load_model", "log_predictions", "MODEL_KINDS",
-           "BASELINE_WEIGHTS"]
+           "BASELINE_WEIGHTS", "flush_denormals"]

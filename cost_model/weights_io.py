@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,8 +59,10 @@ FORMAT_NAME = "halide-toolkit-cost-model"
 FORMAT_VERSION = 1
 """Version of our ``.pt`` + ``.json`` pair (not of the features; those are in the metadata)."""
 
-_EXPECTED = (f"expected feature version {PIPELINE_FEATURES_VERSION} "
-             f"(pipeline {PIPELINE_FEATURES_VERSION}, schedule {SCHEDULE_FEATURES_VERSION})")
+EXPECTED_VERSION = (f"expected feature version {PIPELINE_FEATURES_VERSION} "
+                    f"(pipeline {PIPELINE_FEATURES_VERSION}, schedule {SCHEDULE_FEATURES_VERSION})")
+"""The clause every weights error ends with."""
+_EXPECTED = EXPECTED_VERSION
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,77 @@ def load_weights(path: str | os.PathLike[str],
     return model, meta
 
 
+# --- the machine weights were trained on vs. this host ------------------------------------------
+
+class HostMismatchWarning(UserWarning):
+    """Weights trained on a machine whose vector ISA differs from this host's (AVX2 vs AVX-512, ...):
+    the runtimes they learned are another machine's, so their rankings may be poor here."""
+
+
+def isa_level(machine: str = "", target: str = "") -> str | None:
+    """The widest x86 / Arm vector ISA named by a device fingerprint (or several joined by ``;``, or
+    free text) and/or a Halide target string: ``AVX-512``, ``AVX2``, ``SSE4``, ``NEON``/``SVE``;
+    None when neither says."""
+    flags: set[str] = set()
+    for part in (machine or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            info = json.loads(part)
+        except ValueError:
+            info = None
+        if isinstance(info, dict) and isinstance(info.get("isa"), list):
+            flags.update(str(f).lower() for f in info["isa"])
+        else:   # free text ("2-core Xeon (AVX-512)")
+            text = part.lower()
+            flags.update(f for f, pat in (("avx512f", r"avx-?512"), ("avx2", r"avx-?2"), ("sve", r"\bsve"),
+                                          ("neon", r"\bneon|\basimd"), ("sse41", r"sse-?4"))
+                         if re.search(pat, text))
+    for t in (target or "").split(","):
+        parts = t.strip().lower().split("-")
+        flags.update(parts[1:])
+        if parts[0] == "arm":
+            flags.add("neon")
+    if not flags:
+        return None
+    if any(f.startswith("avx512") for f in flags):
+        return "AVX-512"
+    if "avx2" in flags:
+        return "AVX2"
+    if "sve" in flags or "sve2" in flags:
+        return "SVE"
+    if "asimd" in flags or "neon" in flags or "arm" in flags:
+        return "NEON"
+    if "sse4_1" in flags or "sse41" in flags or "avx" in flags:
+        return "SSE4"
+    return None
+
+
+def host_mismatch(meta: WeightsMetadata, host: str | None = None) -> str | None:
+    """Why ``meta``'s training machine does not match ``host`` (a device fingerprint; default this
+    machine's), or None when they match or the metadata does not say."""
+    if host is None:
+        from autoscheduler.measure import device_fingerprint
+        host = device_fingerprint("host")
+    trained = isa_level(meta.machine, meta.target)
+    here = isa_level(host)
+    if trained is None or here is None or trained == here:
+        return None
+    return (f"trained on an {trained} machine, but this host is {here}; their rankings may be poor "
+            "here: collect and train on this machine (`autoschedule collect`, `autoschedule train`)")
+
+
+def warn_if_host_mismatch(path: str | os.PathLike[str], meta: WeightsMetadata,
+                          host: str | None = None) -> str | None:
+    """Issue a :class:`HostMismatchWarning` naming ``path`` when :func:`host_mismatch` finds one."""
+    why = host_mismatch(meta, host)
+    if why is not None:
+        import warnings
+        warnings.warn(f"{os.fspath(path)}: {why}", HostMismatchWarning, stacklevel=3)
+    return why
+
+
 def load_adams_net(path: str | os.PathLike[str]) -> AdamsNet:
     """An AdamsNet from either format: Halide ``.weights``, or our ``.pt``/``.json`` pair."""
     if os.fspath(path).endswith(".weights"):
@@ -331,8 +405,9 @@ def load_adams_net(path: str | os.PathLike[str]) -> AdamsNet:
 
 
 __all__ = [
-    "HALIDE_SIGNATURE", "ADAMS2019_SHAPES", "FORMAT_NAME", "FORMAT_VERSION", "HalideWeights",
+    "HALIDE_SIGNATURE", "ADAMS2019_SHAPES", "EXPECTED_VERSION", "FORMAT_NAME", "FORMAT_VERSION", "HalideWeights",
     "parse_halide_weights", "read_halide_weights", "halide_weights_bytes", "write_halide_weights",
     "load_halide_weights", "WeightsMetadata", "metadata_path", "save_weights", "read_metadata",
-    "load_weights", "load_adams_net",
+    "load_weights", "load_adams_net", "HostMismatchWarning", "isa_level", "host_mismatch",
+    "warn_if_host_mismatch",
 ]
