@@ -45,13 +45,12 @@ RTOL = 0.01
 # The root-level sums: they mix every root child, so they are compared only when the whole nest is.
 GLOBAL = {FN.index("working_set_at_root"), FN.index("working_set_at_realization"),
           FN.index("working_set_at_production")}
-# Measured: 297 of 576 stages replayed exactly when this module runs alone; 99.95% of their features
-# match (28 pipelines). The count depends on what the process built before: propagate_adjoints names
-# some Vars from Halide's global counters, and a plugin source recorded in a fresh process then names
-# loops that a later build calls differently, so those stages replay inexactly (276 after the rest of
-# the suite has run, all in the four training steps). Known, left alone; the agreement share holds.
+# Measured: 297 of 576 stages replayed exactly; 99.95% of their features match (28 pipelines). The
+# count depends on what the process built before (propagate_adjoints names some Vars from Halide's
+# global counters, so a plugin source recorded in a fresh process names loops that a later build calls
+# differently: 268-276 after other test modules), so the comparison runs in a fresh process.
 MIN_AGREEMENT = 0.995
-MIN_EXACT_STAGES = 270
+MIN_EXACT_STAGES = 290
 # Pipelines whose whole loop nest our vocabulary reproduces (every feature must match).
 FULLY_EXACT = {"index_sum", "conv_layer", "conv_layer_b8", "bwn_conv", "blur", "hist_eq", "iir_blur", "mat_mul",
                "multi_output"}
@@ -173,30 +172,50 @@ def test_replay_reproduces_blur_exactly(compared: dict[str, _Compared]) -> None:
     assert normalize_loop_nest_dump(c.fx["loop_nest"]) == normalize_loop_nest_dump(c.fz.loop_nest(c.rp.state))
 
 
-def test_features_match_plugin_where_the_replay_is_exact(compared: dict[str, _Compared]) -> None:
+def _exactness() -> dict[str, dict[str, Any]]:
+    """What the exact-replay comparison needs of every workload, as plain data (picklable)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in NAMES:
+        c = _Compared(name)
+        out[name] = dict(ours=c.ours, theirs=c.theirs, exact_rows=list(c.exact_rows), fully_exact=c.fully_exact,
+                         num_stages=c.fz.num_stages, exact_groups=c.exact_groups, n_groups=c.n_groups,
+                         notes=list(c.rp.notes),
+                         stage=[c.dag.stages[c.fz.ad.stage(*c.fz.ad.order[r]).id].name
+                                for r in range(c.fz.num_stages)])
+    return out
+
+
+def test_features_match_plugin_where_the_replay_is_exact() -> None:
+    # In a fresh process, like the one that recorded the fixtures: Halide names some of
+    # propagate_adjoints' Vars from process-global counters, so what this process built before
+    # changes which loops a recorded plugin source names (see MIN_EXACT_STAGES).
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        compared = pool.submit(_exactness).result(timeout=600)
     compared_cells = matched = 0
     exact_stages = total_stages = 0
     diffs: Counter[str] = Counter()
     examples: dict[str, str] = {}
     lines = [f"{'pipeline':16s} {'stages':>6s} {'exact':>5s} {'root children exact':>19s}  replay notes"]
     for name, c in compared.items():
-        total_stages += c.fz.num_stages
-        exact_stages += len(c.exact_rows)
-        cols = [j for j in range(len(FN)) if c.fully_exact or j not in GLOBAL]
-        for r in c.exact_rows:
-            ok = np.isclose(c.ours[r, cols], c.theirs[r, cols], rtol=RTOL, atol=1e-9)
+        total_stages += c["num_stages"]
+        exact_stages += len(c["exact_rows"])
+        cols = [j for j in range(len(FN)) if c["fully_exact"] or j not in GLOBAL]
+        for r in c["exact_rows"]:
+            ok = np.isclose(c["ours"][r, cols], c["theirs"][r, cols], rtol=RTOL, atol=1e-9)
             compared_cells += len(cols)
             matched += int(ok.sum())
             for j, good in zip(cols, ok):
                 if not good:
                     diffs[FN[j]] += 1
-                    stage = c.dag.stages[c.fz.ad.stage(*c.fz.ad.order[r]).id].name
-                    examples.setdefault(FN[j], f"{name} {stage}: ours {c.ours[r, j]:g} plugin {c.theirs[r, j]:g}")
+                    examples.setdefault(FN[j], f"{name} {c['stage'][r]}: ours {c['ours'][r, j]:g} "
+                                               f"plugin {c['theirs'][r, j]:g}")
         if name in FULLY_EXACT:
-            assert c.fully_exact, f"{name} no longer replays exactly: {c.rp.notes}"
-            np.testing.assert_allclose(c.ours, c.theirs, rtol=RTOL, atol=1e-9, err_msg=name)
-        lines.append(f"{name:16s} {c.fz.num_stages:6d} {len(c.exact_rows):5d} {c.exact_groups:9d} / {c.n_groups:<7d}"
-                     f"  {len(c.rp.notes)}")
+            assert c["fully_exact"], f"{name} no longer replays exactly: {c['notes']}"
+            np.testing.assert_allclose(c["ours"], c["theirs"], rtol=RTOL, atol=1e-9, err_msg=name)
+        lines.append(f"{name:16s} {c['num_stages']:6d} {len(c['exact_rows']):5d} {c['exact_groups']:9d} / "
+                     f"{c['n_groups']:<7d}  {len(c['notes'])}")
     share = matched / compared_cells
     lines.append(f"exactly replayed stages: {exact_stages} / {total_stages}; features within {RTOL:.0%} of the "
                  f"plugin's on them: {matched} / {compared_cells} = {share:.4%}")
