@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import random
 import re
 import time
 import zlib
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -23,6 +21,7 @@ from autoscheduler.ir import canonical_text, decode_pipeline
 from autoscheduler.loop_nest import loop_nest
 from autoscheduler.schedules import apply_source, root_source
 from autoscheduler.state import State, random_state
+from workload_pool import WorkloadPool
 
 NAMES = halide_pipelines.names()
 DEFAULT_STATES = 3
@@ -146,41 +145,20 @@ def check_random_states(name: str, n_states: int, target_name: str) -> dict[str,
     return {"problems": problems, "timings": timings, "alt": alt}
 
 
-class _Runs:
-    """Both cores: every workload's random states are checked in a pool of two spawned workers,
-    submitted all at once when the first test asks; each test waits for its own workload."""
-
-    def __init__(self, n_states: int, target: str) -> None:
-        self.n_states = n_states
-        self.target = target
-        self.pool: Optional[ProcessPoolExecutor] = None
-        self.futures: dict[str, Future] = {}
-
-    def result(self, name: str) -> dict[str, Any]:
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
-            # heaviest first, so that the two workers finish together
-            order = sorted(NAMES, key=lambda n: -len(_dag(n).nodes))
-            self.futures = {n: self.pool.submit(check_random_states, n, self.n_states, self.target) for n in order}
-        return self.futures[name].result(timeout=1800)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            for f in self.futures.values():
-                f.cancel()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+def _runs(n_states: int, target: str) -> WorkloadPool:
+    return WorkloadPool(check_random_states, NAMES, lambda n: (n_states, target), lambda n: len(_dag(n).nodes))
 
 
 @pytest.fixture(scope="module")
 def default_runs():
-    runs = _Runs(DEFAULT_STATES, fast_target())
+    runs = _runs(DEFAULT_STATES, fast_target())
     yield runs
     runs.close()
 
 
 @pytest.fixture(scope="module")
 def slow_runs():
-    runs = _Runs(SLOW_STATES, str(hl.get_host_target()))
+    runs = _runs(SLOW_STATES, str(hl.get_host_target()))
     yield runs
     runs.close()
 

@@ -9,12 +9,10 @@ Nothing here needs a GPU except the tests marked ``gpu`` (skipped without one).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import random
 import time
 import zlib
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,6 +28,7 @@ from autoscheduler.schedules import apply_source, root_source
 from autoscheduler.state import (GPU_UNROLL_LIMIT, IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place,
                                  RFactor, State, decision_from_dict, random_state)
 from autoscheduler.state import gpu as gpu_rules
+from workload_pool import WorkloadPool
 
 NAMES = halide_pipelines.names()
 CUDA = "host-cuda-cuda_capability_80"
@@ -124,40 +123,22 @@ def check_cuda_states(name: str, n_states: int, shadow: bool = True) -> dict[str
     return {"problems": problems, "shared": shared}
 
 
-class _Runs:
-    """Both cores: every workload's random CUDA states are checked in a pool of two spawned workers,
-    submitted at once when the first test asks; each test waits for its own workload."""
-
-    def __init__(self, n_states: int, all_shadows: bool) -> None:
-        self.n_states = n_states
-        self.all_shadows = all_shadows
-        self.pool: Optional[ProcessPoolExecutor] = None
-        self.futures: dict[str, Future] = {}
-
-    def result(self, name: str) -> dict[str, Any]:
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
-            order = sorted(NAMES, key=lambda n: -len(_dag(n).nodes))
-            self.futures = {n: self.pool.submit(check_cuda_states, n, self.n_states,
-                                                self.all_shadows or len(_dag(n).nodes) <= SHADOW_MAX_FUNCS)
-                            for n in order}
-        return self.futures[name].result(timeout=1800)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+def _runs(n_states: int, all_shadows: bool) -> WorkloadPool:
+    return WorkloadPool(check_cuda_states, NAMES,
+                        lambda n: (n_states, all_shadows or len(_dag(n).nodes) <= SHADOW_MAX_FUNCS),
+                        lambda n: len(_dag(n).nodes))
 
 
 @pytest.fixture(scope="module")
 def default_runs():
-    runs = _Runs(DEFAULT_STATES, False)
+    runs = _runs(DEFAULT_STATES, False)
     yield runs
     runs.close()
 
 
 @pytest.fixture(scope="module")
 def slow_runs():
-    runs = _Runs(SLOW_STATES, True)
+    runs = _runs(SLOW_STATES, True)
     yield runs
     runs.close()
 

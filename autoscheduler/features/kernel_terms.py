@@ -31,7 +31,8 @@ import numpy as np
 
 from ..ir.nodes import Call, Load, Variable, walk
 from ..state import Kernel, State
-from ..state.decisions import LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT
+from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT,
+                               WHERE_INLINE)
 
 FLOAT_LATENCY = 4        # cycles of a dependent FMA / float add chain (Skylake..Sapphire Rapids)
 INT_LATENCY = 1          # integer add chains
@@ -104,16 +105,22 @@ def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
         # at its site, with compile-time constant extents (no guards inside the RVar loop);
         # otherwise it is reloaded and stored every step
         in_regs = fits and constant_extents_at_site(state, f)
-    latency = FLOAT_LATENCY if _is_float(state, f) else INT_LATENCY
-    loads = step_loads(state, f, s, inner)
-    ideal = acc / ISSUE_PORTS                         # cycles per RVar step at full issue rate
+    return _terms(acc, in_regs, _latency(state, f), step_loads(state, f, s, inner))
+
+
+def _latency(state: State, f: int) -> int:
+    return FLOAT_LATENCY if _is_float(state, f) else INT_LATENCY
+
+
+def _terms(acc: int, in_regs: bool, latency: int, loads: float = 0.0) -> KernelTerms:
+    """Cycles per RVar step of ``acc`` accumulators over the issue-bound ideal."""
+    ideal = acc / ISSUE_PORTS
     if in_regs:                                       # the add chain of one accumulator; the loads
         cycles = max(ideal, float(latency), loads / LOAD_PORTS)
     else:                                             # a store per accumulator per step, a reload,
         cycles = max(acc / STORE_PORTS, (loads + acc) / LOAD_PORTS,  # and a chain through memory
                      float(latency + RELOAD_LATENCY))
-    factor = min(MAX_FACTOR, max(1.0, cycles / ideal))
-    return KernelTerms(acc, in_regs, float(factor))
+    return KernelTerms(acc, in_regs, float(min(MAX_FACTOR, max(1.0, cycles / ideal))))
 
 
 def step_loads(state: State, f: int, s: int, inner: Any) -> float:
@@ -176,13 +183,9 @@ def _best_case_terms(state: State, f: int, s: int) -> KernelTerms:
         if not l.rvar:
             points *= max(1, bounds[j].extent)
     vectors = -(-points // width)
-    latency = FLOAT_LATENCY if _is_float(state, f) else INT_LATENCY
     if vectors <= UNROLL_LIMIT and constant_extents_at_site(state, f):
-        # the whole region is the largest register tile it can get
-        return KernelTerms(vectors, True, max(1.0, latency * ISSUE_PORTS / vectors))
-    acc = min(UNROLL_LIMIT, vectors)
-    cycles = max(acc / STORE_PORTS, float(latency + RELOAD_LATENCY))
-    return KernelTerms(acc, False, min(MAX_FACTOR, cycles / (acc / ISSUE_PORTS)))
+        return _terms(vectors, True, _latency(state, f))   # the whole region is its largest tile
+    return _terms(min(UNROLL_LIMIT, vectors), False, _latency(state, f))
 
 
 def constant_extents_at_site(state: State, f: int) -> bool:
@@ -209,7 +212,7 @@ def constant_extents_at_site(state: State, f: int) -> bool:
             if not consumer_is_output and 0 <= l.dim < len(node.args) and node.args[l.dim] in guarded:
                 return False
             continue
-        if l.level == "inner" and l.tile_extent > 0:
+        if l.level == LEVEL_INNER and l.tile_extent > 0:
             continue
         return False
     return True
@@ -239,7 +242,7 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
     memo = _MEMO.setdefault(state.space, {})
     for k, f, s in _reduction_stages(dag):
         p = state.placement(f)
-        if p is None or p.where == "inline":
+        if p is None or p.where == WHERE_INLINE:
             continue
         # the terms depend on the stage's inner decision and bounds and on the plan of the consumer
         # stage it is computed in: children share those objects with their parent

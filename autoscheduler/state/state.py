@@ -782,6 +782,18 @@ class State:
                                            f"threads per block > {gpu_rules.MAX_THREADS}: {d}")
 
     # ---------------------------------------------------------------- search
+    def _inline_and_root(self, f: int) -> list[Decision]:
+        """The placements every target offers first: root only for an output; otherwise inline (a
+        single-stage Func whose inlined calls stay within the limits) and root."""
+        node = self.space.node(f)
+        if node.is_output:
+            return [Place(f, WHERE_ROOT)]
+        opts: list[Decision] = []
+        if len(node.stages) == 1 and self._inline_fits(f):
+            opts.append(Place(f, WHERE_INLINE))
+        opts.append(Place(f, WHERE_ROOT))
+        return opts
+
     def options(self) -> list[Decision]:
         """The legal next decisions this search offers (empty when complete)."""
         if self.slot is None:
@@ -791,12 +803,9 @@ class State:
         if self.space.gpu:
             return self._gpu_options(kind, f, s)
         if kind == SLOT_PLACE:
+            opts = self._inline_and_root(f)
             if node.is_output:
-                return [Place(f, WHERE_ROOT)]
-            opts: list[Decision] = []
-            if len(node.stages) == 1 and self._inline_fits(f):
-                opts.append(Place(f, WHERE_INLINE))
-            opts.append(Place(f, WHERE_ROOT))
+                return opts
             # Adams2019's prunes: skip a site where the region does not shrink from the site outside
             # it, or where the Func would be computed more than RECOMPUTE_LIMIT x its root region.
             sites = self.sites(f)
@@ -851,12 +860,9 @@ class State:
         GPU_RECOMPUTE_LIMIT x), per-thread register tiles (and RFactor), kernel / block / serial tilings."""
         node = self.space.node(f)
         if kind == SLOT_PLACE:
+            opts = self._inline_and_root(f)
             if node.is_output:
-                return [Place(f, WHERE_ROOT)]
-            opts: list[Decision] = []
-            if len(node.stages) == 1 and self._inline_fits(f):
-                opts.append(Place(f, WHERE_INLINE))
-            opts.append(Place(f, WHERE_ROOT))
+                return opts
             prev = self.required_at(f, None)
             minimum = box_points(node.stage_regions(prev)[0])
             for ref in self.sites(f):
