@@ -193,6 +193,10 @@ class PipelineData:
     runtimes_ms: np.ndarray
     trace_hashes: list[str] = field(default_factory=list)
     type_mask: np.ndarray | None = None
+    # [B, S] per-stage multipliers of the network's stage costs (``features.kernel_terms``), when the
+    # search that uses the model applies them: training through them keeps what is fine-tuned equal to
+    # what the search ranks by (None: the network's plain sum)
+    stage_factors: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -212,7 +216,8 @@ class PipelineData:
         ix = np.asarray(idx, dtype=np.int64)
         return PipelineData(self.name, self.sizes, self.pipeline_hash, self.target, self.device,
                             self.num_cores, self.pipeline, self.schedule[ix], self.runtimes_ms[ix],
-                            [self.trace_hashes[i] for i in ix] if self.trace_hashes else [], self.type_mask)
+                            [self.trace_hashes[i] for i in ix] if self.trace_hashes else [], self.type_mask,
+                            None if self.stage_factors is None else self.stage_factors[ix])
 
 
 def is_random_name(name: str) -> bool:

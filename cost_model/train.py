@@ -134,6 +134,12 @@ def _tensors(data: PipelineData) -> tuple[torch.Tensor, torch.Tensor]:
 def log_predictions(model: nn.Module, data: PipelineData) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log predicted runtime [B], AdamsNet pre-activations or None), with gradients."""
     pipe, sched = _tensors(data)
+    if data.stage_factors is not None and hasattr(model, "forward_detailed"):
+        # the search's ranking: the network's per-stage costs times the kernel factors, summed
+        det = model.forward_detailed(pipe, sched, data.num_cores)
+        factors = torch.from_numpy(np.asarray(data.stage_factors, dtype=np.float32)).reshape(det.stage_costs.shape)
+        pred = (det.stage_costs * factors).sum(dim=-1)
+        return torch.log(torch.clamp(pred, min=1e-9)), getattr(det, "preactivation", None)
     if isinstance(model, OurNet):
         return model.log_runtime(pipe, sched, data.num_cores), None
     if isinstance(model, AdamsNet):

@@ -87,6 +87,30 @@ def test_cost_model_ranks_the_register_micro_kernel_first(conv):
     assert with_terms[2] > plain[2] and with_terms[0] == pytest.approx(plain[0])   # factor 1: unchanged
 
 
+def test_training_predicts_what_the_search_ranks_by(conv):
+    """Fine-tuning trains through the kernel factors: the training-side prediction of a schedule is
+    the cost the search scores it with (otherwise fine-tuning would learn to rank without the
+    factors the search then multiplies in)."""
+    from cost_model.dataset import PipelineData
+    from cost_model.train import log_predictions
+    from autoscheduler.features import featurizer_for
+    from autoscheduler.features.kernel_terms import batch_factors
+    dag, relu, c = conv
+    states = [_conv_state(dag, relu, c, site="tile", kernel=True),
+              _conv_state(dag, relu, c, site="task", kernel=True),
+              _conv_state(dag, relu, c, site="tile", kernel=False)]
+    model = CostModel.load(None, parallelism=2)
+    feat = featurizer_for(states[0].space)
+    rows = np.stack(feat.batch(states)).astype(np.float32)
+    factors = batch_factors(states)
+    assert np.any(factors > 1.0)
+    data = PipelineData("conv_layer", {}, "h", AVX512, "dev", 2, np.asarray(feat.pipeline, dtype=np.float32),
+                        rows, np.ones(3), stage_factors=factors.astype(np.float32))
+    logp, _ = log_predictions(model.net, data)
+    np.testing.assert_allclose(np.exp(logp.detach().double().numpy()), model.predict(states), rtol=1e-4)
+    assert data.subset([2, 0]).stage_factors.shape == (2, factors.shape[1])
+
+
 def test_search_puts_conv_in_a_register_tile(conv):
     dag, relu, c = conv
     spec = halide_pipelines.get("conv_layer")

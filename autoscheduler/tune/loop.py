@@ -347,6 +347,7 @@ class _Tuner:
         self.initial = State.initial(task.dag, task.target, None if self.cuda else self.threads)
         self.space = self.initial.space
         self.model: Any = None
+        self.kernel_terms = False
         self.cost_fn: Callable[[Sequence[Any]], np.ndarray]
         start_weights = str(opts.weights) if opts.weights else ""
         if self.cuda:
@@ -372,8 +373,11 @@ class _Tuner:
             from ..cost import CostModel
             weights = str(self.store.dir / self.prog.weights) if self.prog.weights else self.prog.start_weights
             self.model = load_model(weights)
-            self.cost_fn = CostModel(self.model, self.threads, weights).cost_fn(task.dag)
+            cost_model = CostModel(self.model, self.threads, weights)
+            self.kernel_terms = cost_model.kernel_terms
+            self.cost_fn = cost_model.cost_fn(task.dag)
         self.rows_cache: dict[str, np.ndarray] = {}
+        self.factors_cache: dict[str, np.ndarray] = {}
         self.replay_data: list[Any] | None = None
         self.split = TimeSplit()
         self.measured = self.skipped = self.duplicates = 0
@@ -561,13 +565,21 @@ class _Tuner:
         if states:
             for h, row in zip(missing, feat.batch(states)):
                 self.rows_cache[h] = row
+            if self.kernel_terms:
+                from ..features.kernel_terms import batch_factors
+                for h, fac in zip(missing, batch_factors(states)):
+                    self.factors_cache[h] = fac
         keep = [h for h in sorted(fastest) if h in self.rows_cache]
         if len(keep) < 2:
             return None
+        # fine-tuned through the same kernel factors the search multiplies the network's stage costs by
+        factors = (np.stack([self.factors_cache[h] for h in keep]).astype(np.float32)
+                   if self.kernel_terms else None)
         return PipelineData(self.task.name, dict(self.task.sizes), self.ph, self.task.target, self.device,
                             self.threads, np.asarray(feat.pipeline, dtype=np.float32),
                             np.stack([self.rows_cache[h] for h in keep]).astype(np.float32),
-                            np.asarray([fastest[h] * 1e3 for h in keep], dtype=np.float64), keep)
+                            np.asarray([fastest[h] * 1e3 for h in keep], dtype=np.float64), keep,
+                            stage_factors=factors)
 
     def load_replay(self) -> list[Any]:
         if self.replay_data is None:
