@@ -136,7 +136,8 @@ def log_predictions(model: nn.Module, data: PipelineData) -> tuple[torch.Tensor,
     pipe, sched = _tensors(data)
     if data.stage_factors is not None and hasattr(model, "forward_detailed"):
         # the search's ranking: the network's per-stage costs times the kernel factors, summed
-        det = model.forward_detailed(pipe, sched, data.num_cores)
+        detailed: Any = getattr(model, "forward_detailed")
+        det = detailed(pipe, sched, data.num_cores)
         factors = torch.from_numpy(np.asarray(data.stage_factors, dtype=np.float32)).reshape(det.stage_costs.shape)
         pred = (det.stage_costs * factors).sum(dim=-1)
         return torch.log(torch.clamp(pred, min=1e-9)), getattr(det, "preactivation", None)
