@@ -48,6 +48,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     replay = str(DEFAULT_REPLAY) if args.replay is None else (None if args.replay in ("", "none") else args.replay)
     baselines = tuple(n for item in (args.baselines or []) for n in item.split(",") if n)
     opts = TuneOptions(rounds=args.rounds, batch=args.batch, random_share=args.random_share,
+                       mutate_share=args.mutate_share,
                        beam_size=args.beam_size, passes=args.passes, search_time_budget_s=args.search_time_budget,
                        time_budget_s=args.time_budget, patience=args.patience, weights=args.weights,
                        replay=replay,
@@ -132,6 +133,8 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--rounds", type=int, default=10, help="rounds in all (a resumed run counts earlier rounds)")
     sp.add_argument("--batch", type=int, default=16, help="candidates per round")
     sp.add_argument("--random-share", type=float, default=0.2, help="share of each round drawn uniformly at random")
+    sp.add_argument("--mutate-share", type=float, default=0.4,
+                    help="share of each round mutated from the fastest schedules measured so far")
     sp.add_argument("--time-budget", type=float, default=None, help="seconds for this call (default: none)")
     sp.add_argument("--patience", type=int, default=3, help="stop after this many rounds without improvement")
     sp.add_argument("--weights", help="cost-model weights to start from (e.g. the fine-tuned weights of another "

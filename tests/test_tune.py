@@ -220,7 +220,7 @@ def test_proposals_are_deterministic_distinct_and_skip_measured() -> None:
     initial = State.initial(task.dag, "host", 2)
     cost = CostModel.load(None, parallelism=2).cost_fn(task.dag)
     opts = ProposeOptions(batch=6, random_share=0.34, beam_size=8, passes=1)
-    assert split_batch(opts) == (4, 2)
+    assert split_batch(opts) == (4, 0, 2)          # no parents: no mutations
     first = propose(initial, cost, 0, opts, exclude=set())
     again = propose(initial, cost, 0, opts, exclude=set())
     assert [p.schedule_hash for p in first] == [p.schedule_hash for p in again]
@@ -231,6 +231,36 @@ def test_proposals_are_deterministic_distinct_and_skip_measured() -> None:
         assert schedule_hash(p.source) == p.schedule_hash
     later = propose(initial, cost, 0, opts, exclude={p.schedule_hash for p in first})
     assert later and not {p.schedule_hash for p in later} & {p.schedule_hash for p in first}
+
+
+def test_mutations_change_one_choice_and_keep_the_rest_of_the_parent() -> None:
+    task = task_for(PIPELINE, "host", small=True)
+    from autoscheduler.cost import CostModel
+    from autoscheduler.state import State
+    from autoscheduler.tune.propose import mutate
+    import random
+    initial = State.initial(task.dag, "host", 2)
+    cost = CostModel.load(None, parallelism=2).cost_fn(task.dag)
+    opts = ProposeOptions(batch=8, random_share=0.25, mutate_share=0.5, beam_size=8, passes=1)
+    parent = propose(initial, cost, 0, replace(opts, mutate_share=0.0), exclude=set())[0]
+    trace = parent.trace
+    kids = [mutate(initial, trace, cost, random.Random(k)) for k in range(6)]
+    assert all(k is not None and k.is_complete for k in kids)
+    again = mutate(initial, trace, cost, random.Random(0))
+    assert again is not None and again.decisions == kids[0].decisions          # deterministic in the rng
+    parent_d = [d for d in parent.state.decisions]
+    for k in kids:
+        assert k is not None
+        d = list(k.decisions)
+        first = next(i for i, (a, b) in enumerate(zip(parent_d, d)) if a != b)   # one choice replaced ...
+        assert d[:first] == parent_d[:first]
+        # ... and the parent's later decisions kept where their slots still exist
+        assert len(set(d[first + 1:]) & set(parent_d[first + 1:])) > 0 or first + 1 >= len(parent_d) - 1
+    assert mutate(initial, [{"kind": "nonsense"}], cost, random.Random(0)) is None
+    assert split_batch(opts, parents=1) == (2, 4, 2)
+    props = propose(initial, cost, 1, opts, exclude={parent.schedule_hash}, parents=[trace])
+    assert sum(p.origin.startswith("mutate") for p in props) >= 3
+    assert parent.schedule_hash not in {p.schedule_hash for p in props}
 
 
 def test_user_pipeline_task_measures_through_serialized_bytes() -> None:
@@ -315,7 +345,7 @@ def test_cuda_target_without_a_gpu_searches_and_measures_nothing(tmp_path: Path,
                        opts.propose_options(), exclude=set(), seed=opts.seed)
     assert [p.schedule_hash for p in r.proposals] == [p.schedule_hash for p in expected]
     assert r.proposals[0].origin == "beam" and len(r.proposals) == opts.batch
-    assert sum(p.origin == "random" for p in r.proposals) == split_batch(opts.propose_options())[1]
+    assert sum(p.origin == "random" for p in r.proposals) == split_batch(opts.propose_options())[2]
     assert r.best_predicted == min(p.predicted for p in expected)
     assert r.best_state is not None and r.best_state.is_complete and r.best_state.space.gpu
     assert r.best_source == schedule_source(r.best_state) and ".gpu_blocks(" in r.best_source

@@ -52,13 +52,15 @@ DEFAULT_REPLAY = REPO_ROOT / "data" / "samples_small_tiny.jsonl.gz"
 EXECUTORS = ("local", "ray")
 NO_CUDA_DEVICE = "nothing was measured: no CUDA device on this machine"
 GPU_NO_FINETUNE = "analytic GPU cost, no weights to fine-tune"
+PARENTS = 4   # the fastest measured schedules a round mutates
 
 
 @dataclass(frozen=True)
 class TuneOptions:
     """Knobs of a tuning run.
 
-    Rounds of ``batch`` candidates (``random_share`` of them random; see ``ProposeOptions``). Stops
+    Rounds of ``batch`` candidates (``random_share`` of them random, ``mutate_share`` mutations of
+    the fastest measured ones; see ``ProposeOptions``). Stops
     after ``rounds`` rounds in all (a resumed run counts the rounds done before), after
     ``time_budget_s`` seconds of this call, or after ``patience`` rounds whose best did not beat the
     best before by more than ``min_improvement`` (relative). ``weights``: the model to start from
@@ -73,6 +75,7 @@ class TuneOptions:
     rounds: int = 10
     batch: int = 16
     random_share: float = 0.2
+    mutate_share: float = 0.4
     beam_size: int = 32
     passes: int = 3
     search_time_budget_s: float = 30.0
@@ -96,12 +99,15 @@ class TuneOptions:
             raise ToolkitError("rounds, batch and patience must be >= 1")
         if not 0.0 <= self.random_share <= 1.0:
             raise ToolkitError("random_share must be between 0 and 1")
+        if not 0.0 <= self.mutate_share <= 1.0 or self.random_share + self.mutate_share > 1.0:
+            raise ToolkitError("mutate_share must be between 0 and 1, and random_share + mutate_share at most 1")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ToolkitError("the time budget must be positive")
 
     def propose_options(self) -> ProposeOptions:
         return ProposeOptions(batch=self.batch, random_share=self.random_share, beam_size=self.beam_size,
-                              passes=self.passes, search_time_budget_s=self.search_time_budget_s)
+                              passes=self.passes, search_time_budget_s=self.search_time_budget_s,
+                              mutate_share=self.mutate_share)
 
 
 @dataclass
@@ -485,9 +491,16 @@ class _Tuner:
         before = {x.schedule_hash for x in rows if (x.id or 0) <= prog.round_start_max_id}
         stats = RoundStats(r)
         t0 = time.perf_counter()
+        # parents: the fastest schedules measured before this round began (so a resumed round
+        # proposes the same candidates)
+        skip = self.baseline_hashes()
+        ranked = sorted((x for x in rows if (x.id or 0) <= prog.round_start_max_id and x.ok
+                         and x.statistic is not None and x.trace and x.schedule_hash not in skip
+                         and x.num_threads == self.threads), key=lambda x: (x.statistic, x.schedule_hash))
+        parents = [x.trace for x in ranked[:PARENTS] if x.trace]
         with self.model_threads():
             props = propose(self.initial, self.cost_fn, r, self.opts.propose_options(), exclude=before,
-                            seed=self.opts.seed, deadline=self.deadline)
+                            seed=self.opts.seed, deadline=self.deadline, parents=parents)
         stats.search_s = time.perf_counter() - t0
         measured_now = {x.schedule_hash for x in rows}
         todo = [p for p in props if p.schedule_hash not in measured_now]

@@ -1,9 +1,13 @@
 """The candidates of one tuning round, drawn with the current cost model (Adams2019's recipe).
 
 A round of ``batch`` candidates: one full beam search (its best schedule not measured yet), then
-dropout-randomised beam searches of beam 1 (greedy) to 4 with different seeds, and a share
-(``random_share``) of uniformly random legal states for exploration, which show the model the slow
-corners a model-guided search never visits. Candidates are distinct by the records' key (the hash of
+dropout-randomised beam searches of beam 1 (greedy) to 4 with different seeds, a share
+(``mutate_share``) of mutations of the fastest schedules measured so far (TVM's evolutionary step:
+one decision of a parent's trace replaced by another legal choice, the parent's later decisions kept
+wherever they still apply and the rest completed greedily with the model; this refines a good
+schedule's tiles locally, which a model-guided search from scratch keeps missing once the model is
+wrong about them), and a share (``random_share``) of uniformly random legal states for exploration,
+which show the model the slow corners a model-guided search never visits. Candidates are distinct by the records' key (the hash of
 the schedule source); schedules in ``exclude`` (already measured) are redrawn, a few times at most.
 
 Everything is deterministic in (seed, round, model, exclude): a tuner that was killed mid-round and
@@ -41,6 +45,7 @@ class ProposeOptions:
     passes: int = 3
     search_time_budget_s: float = 30.0
     max_redraws: int = 3
+    mutate_share: float = 0.4
 
 
 @dataclass
@@ -55,11 +60,65 @@ class Proposal:
     origin: str
 
 
-def split_batch(opts: ProposeOptions) -> tuple[int, int]:
-    """(searched, random) counts of a round: at least one searched candidate."""
+def split_batch(opts: ProposeOptions, parents: int = 0) -> tuple[int, int, int]:
+    """(searched, mutated, random) counts of a round: at least one searched candidate; mutations
+    only when there are measured parents to mutate."""
     n = max(1, opts.batch)
     n_random = min(n - 1, int(round(n * min(1.0, max(0.0, opts.random_share)))))
-    return n - n_random, n_random
+    n_mutate = 0
+    if parents:
+        n_mutate = min(n - 1 - n_random, int(round(n * min(1.0, max(0.0, opts.mutate_share)))))
+    return n - n_random - n_mutate, n_mutate, n_random
+
+
+def _slot_key(state: Any) -> tuple[Any, ...]:
+    return tuple(state.slot) if state.slot is not None else ()
+
+
+def mutate(initial: Any, parent: Sequence[Any], cost: CostFn, rng: random.Random,
+           tries: int = 4) -> Any | None:
+    """A mutation of ``parent`` (a decision trace of ``initial``'s space): one decision replaced by
+    another legal choice of its slot, the parent's decisions of the later slots kept where they
+    still apply, the rest chosen greedily by ``cost``. None when the parent no longer replays or
+    no decision has an alternative after ``tries`` draws."""
+    from ..state.decisions import decision_from_dict
+    from ..errors import ToolkitError
+    try:
+        decisions = [decision_from_dict(d) if isinstance(d, dict) else d for d in parent]
+        states = [initial]
+        for d in decisions:
+            states.append(states[-1].apply(d))
+    except (ToolkitError, ValueError, KeyError):
+        return None
+    by_slot = {_slot_key(st): d for st, d in zip(states, decisions)}
+    for _ in range(tries):
+        i = rng.randrange(len(decisions))
+        alternatives = [o for o in states[i].options() if o != decisions[i]]
+        if not alternatives:
+            continue
+        try:
+            state = states[i].apply(alternatives[rng.randrange(len(alternatives))])
+        except ToolkitError:
+            continue
+        while not state.is_complete:
+            d = by_slot.get(_slot_key(state))
+            nxt = None
+            if d is not None:
+                try:
+                    nxt = state.apply(d)
+                except ToolkitError:
+                    nxt = None
+            if nxt is None:
+                kids = state.children()
+                if not kids:
+                    break
+                costs = np.asarray(cost(kids), dtype=np.float64)
+                costs[~np.isfinite(costs)] = np.inf
+                nxt = kids[int(np.argmin(costs))]
+            state = nxt
+        if state.is_complete:
+            return state
+    return None
 
 
 def random_walk(initial: Any, rng: random.Random) -> Any:
@@ -73,10 +132,12 @@ def random_walk(initial: Any, rng: random.Random) -> Any:
 
 
 def propose(initial: Any, cost: CostFn, round_index: int, opts: ProposeOptions, *,
-            exclude: set[str], seed: int = 0, deadline: float | None = None) -> list[Proposal]:
-    """The round's candidates, none of them in ``exclude`` (schedule hashes), in draw order."""
+            exclude: set[str], seed: int = 0, deadline: float | None = None,
+            parents: Sequence[Sequence[Any]] = ()) -> list[Proposal]:
+    """The round's candidates, none of them in ``exclude`` (schedule hashes), in draw order.
+    ``parents``: decision traces of the fastest measured schedules, fastest first (mutated)."""
     rng = random.Random(f"tune:{seed}:{round_index}")
-    n_search, n_random = split_batch(opts)
+    n_search, n_mutate, n_random = split_batch(opts, len(parents))
     seen = set(exclude)
     out: list[Proposal] = []
 
@@ -114,6 +175,15 @@ def propose(initial: Any, cost: CostFn, round_index: int, opts: ProposeOptions, 
                                                        top_k=1))
         if add(res.best, res.cost, f"beam{beam}/dropout{dropout}"):
             searched += 1
+    mutated, attempts = 0, 0
+    while mutated < n_mutate and attempts < n_mutate * (opts.max_redraws + 1):
+        if deadline is not None and time.perf_counter() > deadline and out:
+            break
+        attempts += 1
+        k = min(int(rng.expovariate(1.0)), len(parents) - 1)     # the fastest parents most often
+        child = mutate(initial, parents[k], cost, rng)
+        if child is not None and add(child, None, f"mutate#{k}"):
+            mutated += 1
     drawn, attempts = 0, 0
     while drawn < n_random and attempts < n_random * (opts.max_redraws + 1):
         attempts += 1
@@ -122,4 +192,4 @@ def propose(initial: Any, cost: CostFn, round_index: int, opts: ProposeOptions, 
     return out
 
 
-__all__ = ["Proposal", "ProposeOptions", "propose", "random_walk", "split_batch", "DROPOUTS"]
+__all__ = ["Proposal", "ProposeOptions", "mutate", "propose", "random_walk", "split_batch", "DROPOUTS"]
