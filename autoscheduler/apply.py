@@ -16,7 +16,9 @@ Notes on the Halide calls emitted:
   ShiftInwards (it needs extent >= factor) and no ``Func.bound``: the schedule works at any size,
   including sizes smaller than a tile.
 - Non-output Funcs vectorised along a dimension other than their first store that dimension
-  innermost (``reorder_storage``), as Adams2019 does.
+  innermost (``reorder_storage``), as Adams2019 does, unless a Layout decision says otherwise; a
+  Wrap is ``producer.in_(consumer)`` computed at root with its own ``reorder_storage``, emitted
+  after every Func's block (``_wrap_source``).
 - ``never_partition`` on the loops that hold other Funcs' realizations and on the loops of
   non-vector dimensions (see ``_unpartitioned_loops``): without it, peeling GuardWithIf tails copies
   whole compute_at subtrees and a random schedule of camera_pipe took minutes to compile.
@@ -30,7 +32,10 @@ Notes on the Halide calls emitted:
   ``split(r, r_o, r_i, factor).rfactor(r_i, u)`` on the update, the intermediate compute_root with
   its own two kernels, and the update (``atomic()`` first when asked) combining the partial results.
   Every Func is fetched with ``pipeline.get_func(i)`` before anything is scheduled: rfactor adds a
-  Func and shifts later realization indices. ``schedule_source(state, gpu=False)`` drops the GPU
+  Func and shifts later realization indices. On CPU the same split + rfactor, with the
+  intermediate's partial results vectorised and parallel (``vectorize`` / ``parallel`` where GPU
+  states get ``gpu_blocks`` / ``gpu_threads``, see ``plan.RFactorPlan``) and stored innermost
+  (``reorder_storage``). ``schedule_source(state, gpu=False)`` drops the GPU
   labels (same loops, serial), for checking a GPU schedule's structure by running it on the CPU.
 """
 
@@ -49,6 +54,7 @@ from .schedules import apply_source, pipeline_funcs
 from .state import State, StagePlan
 from .state.decisions import LEVEL_BLOCK, LEVEL_THREAD, WHERE_AT, WHERE_INLINE, LoopRef
 from .state.plan import GPU_SINGLE
+from .state.layout import storage_order
 
 _RESERVED = {"hl", "pipeline"}
 
@@ -271,10 +277,8 @@ def schedule_source(state: State, gpu: bool = True) -> str:
                            f"{_loop_expr(state, names, p.store_at)})")
         elif not node.is_output:
             out.append(f"{h}.compute_root()")
-        first = state.inner(f, 0)
-        if (not node.is_output and first is not None and first.vector_dim not in (None, 0)
-                and len(node.args) > 1 and not space.gpu):
-            order = [first.vector_dim] + [d for d in range(len(node.args)) if d != first.vector_dim]
+        order = storage_order(state, f)
+        if state.layout(f) is not None or list(order) != list(range(len(node.args))):
             out.append(f"{h}.reorder_storage({', '.join(names.var(f, node.args[d]) for d in order)})")
         for s, st in enumerate(node.stages):
             plan = state.plan(f, s)
@@ -298,11 +302,54 @@ def schedule_source(state: State, gpu: bool = True) -> str:
                 out.extend(_chain(fast, [c.replace("hl.TailStrategy.GuardWithIf", "hl.TailStrategy.ShiftInwards")
                                          for c in calls]))
             out.extend(_chain(head, calls))
+    out.extend(_wrap_source(state, names))
     return "\n".join(out) + "\n"
 
 
+def _wrap_source(state: State, names: "_Names") -> list[str]:
+    """Source of the Wrap decisions: ``producer.in_(consumer)`` computed at root, stored in the
+    Wrap's order, its innermost storage dimension vectorised (GuardWithIf: the copy may read an
+    input, which must not be read past its region) and, innermost first, the other dimensions in
+    storage order, the outermost parallel. The wrapper's Vars come from ``args()`` (an input's
+    Func has Halide-made ``_0, _1`` names), so the text is the same on every build."""
+    space = state.space
+    out: list[str] = []
+    taken = set(names.func.values()) | set(names.var_decls.values()) | set(names.rvar_ids.values())
+    for (p, c), w in sorted(state.wraps().items()):
+        node = space.node(p)
+        src = names.func[p] if p in names.func else f"pipeline.get_func({p})"
+        stem = names.func.get(p) or _ident(strip_suffix(node.name))
+        ident = f"_{stem}_in_{names.func[c]}"
+        while ident in taken:
+            ident += "_"
+        taken.add(ident)
+        dims = [f"{ident}_d{k}" for k in range(len(node.args))]
+        vec = f"{ident}_v"
+        width = max([space.vector_width[st.id] for st in node.stages] or [1])
+        out.append("")
+        out.append(f"# {names.func[c]} reads {strip_suffix(node.name)} through a copy at root, stored in "
+                   f"the order {list(w.order)} (innermost first)")
+        out.append(f"{ident} = {src}.in_({names.func[c]})")
+        out.append(f"{', '.join(dims)}{',' if len(dims) == 1 else ''} = {ident}.args()")
+        out.append(f"{vec} = hl.Var({vec!r})")
+        first = dims[w.order[0]]
+        calls = [".compute_root()", f".reorder_storage({', '.join(dims[k] for k in w.order)})"]
+        if width > 1:
+            calls += [f".split({first}, {first}, {vec}, {width}, hl.TailStrategy.GuardWithIf)",
+                      f".vectorize({vec})"]
+            loops = [vec] + [dims[k] for k in w.order]
+        else:
+            loops = [dims[k] for k in w.order]
+        calls.append(f".reorder({', '.join(loops)})")
+        if len(dims) > 1 and space.parallelism > 1:
+            calls.append(f".parallel({dims[w.order[-1]]})")
+        out.extend(_chain(ident, calls))
+    return out
+
+
 def _rfactor_source(state: State, names: "_Names", f: int, s: int, plan: StagePlan, gpu: bool) -> list[str]:
-    """Source of an RFactor stage: split + rfactor, the intermediate's kernels, the combining stage."""
+    """Source of an RFactor stage: split + rfactor, the intermediate's two stages (GPU: kernels;
+    CPU: vectorised and parallel over the partial results), the combining stage."""
     rf = plan.rfactor
     assert rf is not None
     h = names.func[f]
@@ -315,9 +362,13 @@ def _rfactor_source(state: State, names: "_Names", f: int, s: int, plan: StagePl
            f"{intm} = {head}.split({r}, {names.rvar_decls[rf.outer]}, {names.rvar_decls[rf.inner]}, {rf.factor}, "
            f"hl.TailStrategy.GuardWithIf).rfactor({names.rvar_decls[rf.inner]}, {names.var_decls[rf.var]})",
            f"{intm}.compute_root()"]
-    out += _chain(intm, _stage_calls(state, names, rf.intm[0], rv_stage=s, gpu=gpu))
-    out += _chain(f"{intm}.update(0)", _stage_calls(state, names, rf.intm[1], rv_stage=s, gpu=gpu))
-    out += _chain(head, _stage_calls(state, names, plan, gpu=gpu))
+    if rf.storage:      # CPU: the partial results stored innermost, so that their vectors are dense
+        out.append(f"{intm}.reorder_storage({', '.join(names.var(f, n) for n in rf.storage)})")
+    for stage_head, calls in ((intm, _stage_calls(state, names, rf.intm[0], rv_stage=s, gpu=gpu)),
+                              (f"{intm}.update(0)", _stage_calls(state, names, rf.intm[1], rv_stage=s, gpu=gpu)),
+                              (head, _stage_calls(state, names, plan, gpu=gpu))):
+        if calls:       # a CPU combining stage without pure loops has nothing to schedule
+            out += _chain(stage_head, calls)
     return out
 
 

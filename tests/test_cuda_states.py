@@ -371,8 +371,9 @@ def test_rfactor_legality():
     cpu = State.initial(dag, "host").apply(Place(rows, "root"))
     cpu = cpu.apply(cpu.options()[0])
     cpu = cpu.apply(cpu.options()[0])
-    with pytest.raises(IllegalDecisionError, match="GPU targets only"):
-        cpu.apply(RFactor(rows, 1, 0, 8))
+    with pytest.raises(IllegalDecisionError, match="GPU targets only"):   # CPU RFactor: never atomic
+        cpu.apply(RFactor(rows, 1, 0, 8, True))
+    assert cpu.apply(RFactor(rows, 1, 0, 8)).plan(rows, 1).gpu == ""
     # a scan is not a reduction; max is associative but not an atomic add
     iir = _dag("iir_blur")
     f = _index(iir, "blur_y_cols")

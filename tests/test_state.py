@@ -11,8 +11,8 @@ import halide_pipelines
 from autoscheduler.dag import FunctionDAG
 from autoscheduler.errors import ScheduleError
 from autoscheduler.state import (DECISION_KINDS, SITE_LEVELS, UNROLL_LIMIT, IllegalDecisionError, InnerTile,
-                                 Kernel, LoopRef, OuterTile, Place, RFactor, State, decision_from_dict,
-                                 random_state)
+                                 Kernel, Layout, LoopRef, OuterTile, Place, RFactor, State, Wrap,
+                                 decision_from_dict, random_state)
 from autoscheduler.state.tilings import tile_counts
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"   # fixed natural vector widths: 8 x f32, 32 x u8
@@ -61,7 +61,7 @@ def test_decision_kinds_round_trip_through_dicts():
     decisions = [Place(3, "root"), Place(3, "at", ref, LoopRef(4, 1, "parallel", -1)),
                  InnerTile(3, 0, 0, 8, ((0, 2), (1, 3))), InnerTile(2, 1, None, 16, ()),
                  Kernel(3, 1, 0, 8, ((2, 4),)), OuterTile(3, 1, ((0, 16), (2, 8)), True),
-                 RFactor(3, 1, 0, 64, True)]
+                 RFactor(3, 1, 0, 64, True), Layout(3, (1, 0, 2)), Wrap(0, 3, (1, 0))]
     assert sorted({d.kind for d in decisions}) == sorted(DECISION_KINDS)
     for d in decisions:
         assert decision_from_dict(json.loads(json.dumps(d.to_dict()))) == d
@@ -309,6 +309,13 @@ def test_random_states_keep_the_rules(name):
             for s, stage in enumerate(node.stages):
                 plan = st.plan(f, s)
                 pure = {l.pure_dim for l in stage.pure_loops}
+                if plan.rfactor is not None:   # RFactor: its intermediate reduces the RVars, in order
+                    rf = plan.rfactor
+                    assert place.where == "root" and s > 0 and not rf.atomic
+                    assert [l.var for l in rf.intm[1].loops if l.level == "rvar"] == [
+                        rf.outer if l.var == rf.rvar else l.var for l in stage.rvar_loops]
+                    assert [l.var for l in plan.loops if l.level == "rvar"] == [rf.inner]
+                    continue
                 assert [l.var for l in plan.loops if l.level == "rvar"] == [l.var for l in stage.rvar_loops]
                 unrolled = 1
                 for l in plan.loops:

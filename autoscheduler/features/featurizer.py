@@ -38,6 +38,8 @@ from ..dag import FunctionDAG
 from ..state import Kernel, SearchSpace, State
 from ..state.decisions import WHERE_AT, WHERE_ROOT
 from .adams_dag import AdamsDag
+from .cpu_rfactor import rfactor_chain
+from .layout import layout_key, wrapped_dims
 from .loopnest import (F_BYTES_AT_PRODUCTION, F_BYTES_AT_ROOT, F_INLINED_CALLS, F_INNER_PARALLELISM,
                        F_INNERMOST_BYTES_AT_ROOT, F_INNERMOST_PURE_LOOP_EXTENT, F_NATIVE_VECTOR_SIZE,
                        F_NUM_SCALARS, F_NUM_VECTORS, F_OUTER_PARALLELISM, F_PC_MINIMUM, F_VECTOR_SIZE,
@@ -233,7 +235,10 @@ class Featurizer:
 
     def _storage_dim(self, state: State, f: int) -> int:
         """The innermost storage dimension of Func ``f``: its pure stage's vector dimension
-        (what ``apply`` reorders storage by), 0 when it is not vectorised."""
+        (what ``apply`` reorders storage by), 0 when it is not vectorised; a Layout's innermost."""
+        lay = state.layout(f)
+        if lay is not None:
+            return lay.order[0]
         inn = state.inner(f, 0)
         if inn is not None:
             return 0 if inn.vector_dim is None else inn.vector_dim
@@ -270,7 +275,10 @@ class Featurizer:
     def _group_key(self, state: State, an: _Analysis, gid: GroupId) -> tuple[Any, ...]:
         R, sR = gid
         ad = self.ad
-        parts: list[Any] = [gid, state.inner(R, sR), state.outer(R, sR)]
+        # _force_parallel reads the pure stage's OuterTile: two states with the same decisions for
+        # this stage but a parallel / serial pure stage featurize it differently
+        parts: list[Any] = [gid, state.inner(R, sR), state.outer(R, sR), state.rfactor(R, sR),
+                            self._force_parallel(state, R, sR)]
         inside = {R}
         if sR != 0:
             parts.append(self._storage_dim(state, R))
@@ -302,6 +310,7 @@ class Featurizer:
                 else:
                     ext.append((p, -1))
         parts.append(tuple(ext))
+        parts.append(layout_key(state, inside, readers))
         return tuple(parts)
 
     # ------------------------------------------------------------------ group featurization
@@ -309,6 +318,9 @@ class Featurizer:
         inn = state.inner(f, s)
         out = state.outer(f, s)
         width = self.vector_width[self.ad.stage(f, s).id]
+        rfc = rfactor_chain(state, self.ad.stage(f, s)) if inn is None else None
+        if rfc is not None:     # CPU RFactor: the intermediate's update (``features/cpu_rfactor.py``)
+            return ChainSpec(None, width, {}, {}, bool(rfc.par), cuts, self._storage_dim(state, f), rfactor=rfc)
         if inn is None:
             vd = self._default_vector_dim(state, f, s)
             unroll: dict[int, int] = {}
@@ -408,6 +420,10 @@ class Featurizer:
                 site.compute = site.store = root
                 if p in an.placed_root:
                     site.vector_dim = self._storage_dim(state, p)
+        readers = [R] + an.members.get(gid, []) + an.inl_in_group.get(gid, [])
+        for p, dim in wrapped_dims(state, readers).items():
+            if (p, 0) in ctx.sites and ctx.sites[(p, 0)].compute is root:
+                ctx.sites[(p, 0)].vector_dim = dim     # the reader loads the copy, in its order
         store_features(ctx, root, R, 1, only_stage=sR)
         ws = featurize_group(ctx, top)
         keys = [k for k in ctx.features if k in self.row and (k[0] not in an.inl_calls)]

@@ -86,8 +86,8 @@ def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
     as the inner decision is made (the search ranks inner decisions before the outer tiling)."""
     inner = state.inner(f, s)
     st = state.space.stage(f, s)
-    if not is_accumulation(st):
-        return None
+    if not is_accumulation(st) or state.rfactor(f, s) is not None:
+        return None     # an RFactor stage's chains are its partial results (vector lanes): factor 1
     if inner is None:
         return _best_case_terms(state, f, s) if state.placement(f) is not None else None
     if not isinstance(inner, Kernel):
@@ -242,7 +242,7 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
     memo = _MEMO.setdefault(state.space, {})
     for k, f, s in _reduction_stages(dag):
         p = state.placement(f)
-        if p is None or p.where == WHERE_INLINE:
+        if p is None or p.where == WHERE_INLINE or state.rfactor(f, s) is not None:
             continue
         # the terms depend on the stage's inner decision and bounds and on the plan of the consumer
         # stage it is computed in: children share those objects with their parent

@@ -30,11 +30,15 @@ the caller (``featurizer.py``). Two places follow our schedule rather than Adams
   when the Func's pure stage is parallel (``ChainSpec.force_parallel_level``): Adams2019
   parallelises all stages of a Func with one task grid, so such a stage is "parallel" in its model
   (task bytes of the whole stage instead of the optimistic estimate for a not-yet-parallelised one).
+
+A CPU RFactor stage has no Adams2019 counterpart: its chain (``_rfactor_template``) models the
+intermediate's update, the stage's reduction with partial results as vector lanes and parallel
+tasks on the split RVar's loop (see ``features/cpu_rfactor.py`` for what is approximated).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 from cost_model.features_layout import NUM_SCHEDULE_FEATURES
 from cost_model.features_layout import SCHEDULE_FEATURE_INDEX as _FI
@@ -92,7 +96,7 @@ class LN:
     """One level of Adams2019's loop nest (``LoopNest``); ``f == -1`` is the root."""
 
     __slots__ = ("f", "st", "size", "children", "inlined", "store_at", "innermost", "parallel", "vector_dim",
-                 "vli", "bounds", "parent", "depth", "unrolled", "key", "vsize")
+                 "vli", "bounds", "parent", "depth", "unrolled", "key", "vsize", "task_pure")
 
     def __init__(self, f: int, st: Optional[AStage], size: list[int]) -> None:
         self.f = f
@@ -112,6 +116,8 @@ class LN:
         # (Func, stage, spans of one iteration of this level): all get_bounds(f) depend on
         self.key: Any = None
         self.vsize = 0          # vector width of this stage's chain
+        # loops counted as parallel tasks when not all-pure (an rfactor's partial results: RFactorChain)
+        self.task_pure: Optional[tuple[bool, ...]] = None
 
     @property
     def is_root(self) -> bool:
@@ -187,6 +193,12 @@ class GroupContext:
         return v
 
 
+def input_dim(site: Site) -> int:
+    """An input's innermost storage dimension as its reader sees it: 0 (the caller's buffer),
+    unless the reader loads a reordered copy of it (``Wrap``: ``site.vector_dim`` set)."""
+    return site.vector_dim if site.vector_dim >= 0 else 0
+
+
 # ----------------------------------------------------------------------------------- bounds
 
 def get_bounds(ctx: GroupContext, X: LN, f: int) -> Bound:
@@ -241,11 +253,11 @@ class ChainSpec:
     at (keys ``(level, dim)`` as in ``LoopRef``)."""
 
     __slots__ = ("vector_dim", "width", "unroll", "tiles", "parallel", "cuts", "storage_dim", "kernel",
-                 "force_parallel_level")
+                 "force_parallel_level", "rfactor")
 
     def __init__(self, vector_dim: Optional[int], width: int, unroll: dict[int, int], tiles: dict[int, int],
                  parallel: bool, cuts: set[tuple[str, int]], storage_dim: int, kernel: bool = False,
-                 force_parallel_level: bool = False) -> None:
+                 force_parallel_level: bool = False, rfactor: Optional["RFactorChain"] = None) -> None:
         self.vector_dim = vector_dim
         self.width = width
         self.unroll = unroll
@@ -255,6 +267,7 @@ class ChainSpec:
         self.storage_dim = storage_dim
         self.kernel = kernel
         self.force_parallel_level = force_parallel_level
+        self.rfactor = rfactor
 
 
 # one level of a chain template: (sizes, parallel, cut key, unrolled, own bound, memo key, innermost)
@@ -270,11 +283,11 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
     st = ad.nodes[f].stages[s]
     mk = (site.key, f, s, spec.vector_dim, spec.width, tuple(sorted(spec.unroll.items())),
           tuple(sorted(spec.tiles.items())), spec.parallel, frozenset(spec.cuts), spec.storage_dim,
-          spec.force_parallel_level)
+          spec.force_parallel_level, spec.rfactor)
     memo = ad.chain_memo
     tmpl = memo.get(mk)
     if tmpl is None:
-        tmpl = _chain_template(ctx, site, f, s, spec)
+        tmpl = (_chain_template if spec.rfactor is None else _rfactor_template)(ctx, site, f, s, spec)
         if len(memo) > 200_000:
             memo.clear()
         memo[mk] = tmpl
@@ -292,6 +305,8 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
         node.bounds[f] = bound
         node.key = key
         node.vsize = v
+        if par and spec.rfactor is not None:
+            node.task_pure = spec.rfactor.task_pure
         node.parent = parent
         node.depth = parent.depth + 1
         if first is None:
@@ -396,7 +411,17 @@ def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
     if not keep:
         keep.append(([1] * n, False, None, False))
     keep.reverse()      # outermost first
-    # bounds of one iteration of each level
+    return _level_bounds(site_bound, f, s, full, keep, vli, v), vli, v
+
+
+def _level_bounds(site_bound: Bound, f: int, s: int, full: SpanList,
+                  keep: list[tuple[list[int], bool, Optional[tuple[str, int]], bool]], vli: int,
+                  v: int) -> list[LevelT]:
+    """The level templates of a stage's chain from its levels (``keep``: sizes, parallel, cut,
+    unrolled; outermost first), with the bounds of one iteration of each level (module doc) and
+    the vector level (width ``v`` at stage loop ``vli``) when there is one."""
+    n = len(full)
+    ext = [_extent(sp) for sp in full]
     out: list[LevelT] = []
     parent_span = list(full)
     for k, (sizes, par, cut, unr) in enumerate(keep):
@@ -432,7 +457,55 @@ def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
         loops = list(site_bound[2])
         loops[s] = vspans
         out.append((vsize, False, None, False, (site_bound[0], site_bound[1], loops), (f, s, tuple(vspans)), True))
-    return out, vli, v
+    return out
+
+
+class RFactorChain(NamedTuple):
+    """A CPU RFactor stage as its chain models it (``features/cpu_rfactor.py`` builds it from the
+    state): the split RVar is stage loop ``ri``; ``factor`` partial results, ``width`` of them per
+    vector (1: not vectorised); the parallel loop runs over ``tasks`` groups of partial results
+    (``par == "u"``), over the pure stage loop ``par_idx`` (``par == "pure"``), or is absent ("");
+    ``task_pure``: the stage's ``loops_pure`` with ``ri`` counted as pure (it holds the tasks)."""
+
+    ri: int
+    factor: int
+    width: int
+    par: str
+    par_idx: int
+    tasks: int
+    task_pure: tuple[bool, ...]
+
+
+def _rfactor_template(ctx: GroupContext, site: LN, f: int, s: int,
+                      spec: ChainSpec) -> tuple[list[LevelT], int, int]:
+    """The chain of a CPU RFactor stage, featurized as its intermediate's update (the reduction):
+    the split RVar's loop stands for the partial results ``u`` and the part ``r_o`` each reduces.
+    Levels, outermost first: the parallel task level (``u``'s outer part, or a pure loop), the
+    serial level (``r_o`` times the serial part of ``u``, the other RVars, the pure loops), and the
+    vector level (``width`` lanes of ``u`` on the split RVar's loop, whose loads are then classified
+    along the RVar: dense where the RVar walks a producer's innermost storage dimension)."""
+    rc = spec.rfactor
+    assert rc is not None
+    site_bound = get_bounds(ctx, site, f)
+    full = site_bound[2][s]
+    n = len(full)
+    ext = [_extent(sp) for sp in full]
+    ri = rc.ri
+    u_outer = rc.factor // rc.width if rc.width > 1 else rc.factor
+    serial = [max(e, 1) for e in ext]
+    serial[ri] = ceil_div(max(ext[ri], 1), rc.factor) * (1 if rc.par == "u" else u_outer)
+    keep: list[tuple[list[int], bool, Optional[tuple[str, int]], bool]] = []
+    if rc.par:
+        sizes = [1] * n
+        if rc.par == "u":
+            sizes[ri] = rc.tasks
+        else:
+            sizes[rc.par_idx] = serial[rc.par_idx]
+            serial[rc.par_idx] = 1
+        keep.append((sizes, True, None, False))
+    keep.append((serial, False, None, False))
+    vli = ri if rc.width > 1 else -1
+    return _level_bounds(site_bound, f, s, full, keep, vli, rc.width), vli, rc.width
 
 
 # ----------------------------------------------------------------------------------- sites
@@ -544,7 +617,7 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
     size = X.size
     Xpar = X.parallel
     count_tasks = P > 1 and (Xpar or parent.f < 0)
-    loops_pure = st.loops_pure
+    loops_pure = st.loops_pure if X.task_pure is None else X.task_pure
     for idx in range(len(size) - 1, -1, -1):
         i = size[idx]
         loop_instances *= i
@@ -629,7 +702,7 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
                 lines = 1
                 max_extent = 1
                 sched = site.produce is not None or site.vector_dim >= 0
-                vdim = 0 if pn.is_input else site.vector_dim if sched else -1
+                vdim = input_dim(site) if pn.is_input else site.vector_dim if sched else -1
                 req = b[0]
                 for i in range(pn.dims):
                     extent = req[i][1] - req[i][0] + 1
@@ -730,7 +803,7 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
                 pending_st.append(pn.stages[0])
                 continue
             if innermost:
-                pid = (0 if pn.is_input else site.vector_dim) if scheduled else -2
+                pid = (input_dim(site) if pn.is_input else site.vector_dim) if scheduled else -2
                 for m, cnt, jp in jacobians:
                     if jp != pf:
                         continue
@@ -785,7 +858,7 @@ def compute_features(ctx: GroupContext, X: LN, instances: int, parallelism: int,
                 footprint *= extent
                 compute_footprint *= cp[1] - cp[0] + 1
                 store_footprint *= se
-                if not ((is_input and i == 0) or i == pvd):
+                if not ((is_input and i == input_dim(site)) or i == pvd):
                     line_fp *= extent
                     store_line_fp *= se
             if not scheduled:

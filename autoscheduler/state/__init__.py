@@ -11,15 +11,16 @@ complete state into Python schedule source.
 from __future__ import annotations
 
 from .decisions import (DECISION_KINDS, DECISION_TYPES, GPU_UNROLL_LIMIT, LEVELS, SITE_LEVELS, UNROLL_LIMIT, WHERES,
-                        Decision, IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place, RFactor,
-                        decision_from_dict)
+                        Decision, IllegalDecisionError, InnerTile, Kernel, Layout, LoopRef, OuterTile, Place,
+                        RFactor, Wrap, decision_from_dict)
 from .plan import (TAIL_GUARD, TAIL_ROUND_UP, LoopInfo, RFactorPlan, Split, StagePlan, base_names, plan_rfactor,
                    plan_stage)
 from .state import (FORMAT, INLINE_CALL_LIMIT, SearchSpace, State, children, initial_state, random_state)
 
 __all__ = [
     "DECISION_KINDS", "DECISION_TYPES", "GPU_UNROLL_LIMIT", "LEVELS", "SITE_LEVELS", "UNROLL_LIMIT", "WHERES",
-    "Decision", "IllegalDecisionError", "InnerTile", "Kernel", "LoopRef", "OuterTile", "Place", "RFactor",
+    "Decision", "IllegalDecisionError", "InnerTile", "Kernel", "Layout", "LoopRef", "OuterTile", "Place", "RFactor",
+    "Wrap",
     "decision_from_dict", "TAIL_GUARD", "TAIL_ROUND_UP", "LoopInfo", "RFactorPlan", "Split", "StagePlan",
     "base_names", "plan_rfactor", "plan_stage",
     "FORMAT", "INLINE_CALL_LIMIT", "SearchSpace", "State", "children", "initial_state", "random_state",

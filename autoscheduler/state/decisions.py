@@ -12,9 +12,14 @@ On GPU targets (``target.has_gpu_feature()``) the same decisions take a GPU mean
 ``state.py`` and ``plan.py``): a root Func's ``OuterTile(parallel=True)`` is a kernel whose outer tile
 loops are ``gpu_blocks`` and whose register-tile loops inside a tile are ``gpu_threads``; a Func
 computed at a consumer's block loop (shared memory) with ``parallel=True`` spreads its tiles over the
-block's threads; a Func computed inside a thread is serial. :class:`RFactor` (GPU only for now)
-replaces the inner decision of a root Func's update stage by Halide's ``rfactor`` (optionally with
-``atomic()``).
+block's threads; a Func computed inside a thread is serial. :class:`RFactor` (CPU and GPU)
+replaces the inner decision of a root Func's update stage by Halide's ``rfactor`` (on GPU optionally
+with ``atomic()``).
+
+On CPU, two optional decisions choose storage layouts (``layout.py``): :class:`Layout` (a Func's
+``reorder_storage``, right after its pure stage's inner decision) and :class:`Wrap` (a consumer reads
+a producer through a reordered copy, ``producer.in_(consumer)``, after one of the consumer's inner
+decisions). Neither moves the slot, so traces without them replay unchanged.
 
 ``DECISION_KINDS`` is the one list of kinds; the featurizer, the records and the tests read it here.
 """
@@ -148,13 +153,15 @@ class OuterTile:
 
 @dataclass(frozen=True)
 class RFactor:
-    """GPU: the update stage ``stage`` (>= 1) of a root Func, an associative reduction, computed by
+    """The update stage ``stage`` (>= 1) of a root Func, an associative reduction, computed by
     Halide's ``rfactor``: its RVar number ``rvar`` (index into the stage's RVars, innermost first) is
     split by ``factor`` and the inner part becomes a pure dimension ``u`` of an intermediate Func
-    (``factor`` partial results, each reducing the rest of the domain serially in one GPU thread; a
-    kernel of its own), which the stage then combines: serially (one thread per output point), or
-    with ``atomic`` in parallel with atomic adds. Takes the place of the stage's inner and outer
-    decisions (the stage is complete after it); see ``plan.RFactorPlan`` for the loops."""
+    (``factor`` partial results, each reducing the rest of the domain serially), which the stage
+    then combines. GPU: each partial result is one thread of a kernel of its own; the combination
+    is serial (one thread per output point) or, with ``atomic``, parallel with atomic adds. CPU
+    (``atomic`` not allowed): the partial results are vector lanes and parallel tasks, combined
+    serially. Takes the place of the stage's inner and outer decisions (the stage is complete after
+    it); see ``plan.RFactorPlan`` for the loops."""
 
     func: int
     stage: int
@@ -168,8 +175,42 @@ class RFactor:
                 "factor": self.factor, "atomic": self.atomic}
 
 
-Decision = Union[Place, InnerTile, Kernel, OuterTile, RFactor]
-DECISION_TYPES: tuple[type, ...] = (Place, InnerTile, Kernel, OuterTile, RFactor)
+@dataclass(frozen=True)
+class Layout:
+    """CPU: Func ``func`` (computed at root or at a consumer's loop; never inlined, never an
+    output, whose storage is the user's buffer) is stored in the order ``order``: a permutation of
+    its argument indices, innermost first (Halide's ``reorder_storage``). Without it a Func is
+    stored with its pure stage's vector dimension innermost. Optional, right after the Func's
+    pure-stage inner decision (its vector dimension is then known), so traces without it replay
+    unchanged; see ``layout.py``."""
+
+    func: int
+    order: tuple[int, ...]
+    kind: ClassVar[str] = "layout"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "order": list(self.order)}
+
+
+@dataclass(frozen=True)
+class Wrap:
+    """CPU: consumer Func ``consumer`` reads producer ``func`` (a pipeline input or a root Func)
+    through a copy, Halide's ``producer.in_(consumer)``, computed at root and stored in the order
+    ``order`` (argument indices of the producer, innermost first): a transposed copy that makes the
+    consumer's vector loads along a non-innermost dimension of the producer dense. Optional, after
+    the inner decision of any stage of the consumer; see ``layout.py``."""
+
+    func: int
+    consumer: int
+    order: tuple[int, ...]
+    kind: ClassVar[str] = "wrap"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "func": self.func, "consumer": self.consumer, "order": list(self.order)}
+
+
+Decision = Union[Place, InnerTile, Kernel, OuterTile, RFactor, Layout, Wrap]
+DECISION_TYPES: tuple[type, ...] = (Place, InnerTile, Kernel, OuterTile, RFactor, Layout, Wrap)
 DECISION_KINDS: tuple[str, ...] = tuple(t.kind for t in DECISION_TYPES)  # type: ignore[attr-defined]
 
 
@@ -198,6 +239,10 @@ def decision_from_dict(d: dict[str, Any]) -> Decision:
         if kind == "rfactor":
             return RFactor(int(d["func"]), int(d["stage"]), int(d["rvar"]), int(d["factor"]),
                            bool(d.get("atomic", False)))
+        if kind == "layout":
+            return Layout(int(d["func"]), tuple(int(k) for k in d["order"]))
+        if kind == "wrap":
+            return Wrap(int(d["func"]), int(d["consumer"]), tuple(int(k) for k in d["order"]))
     except (KeyError, TypeError, ValueError) as e:
         raise IllegalDecisionError(f"malformed decision {d!r}: {e}") from None
     raise IllegalDecisionError(f"unknown decision kind {d.get('kind')!r}; known: {list(DECISION_KINDS)}")

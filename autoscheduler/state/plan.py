@@ -28,7 +28,8 @@ loop (``GPU_BLOCK``: shared memory, parallel OuterTile) the same holds except th
 stay serial (level ``outer``, outside the thread loops, at block level). ``GPU_SINGLE`` is a root
 stage without tiles run by one GPU thread (``gpu_single_thread``); a stage inside a thread is
 planned as on the CPU (serial). Nothing is vectorised or fused on GPU. ``plan_rfactor`` plans an
-:class:`RFactor` stage (the intermediate's two stages and the final combining stage).
+:class:`RFactor` stage (the intermediate's two stages and the final combining stage) on GPU;
+``cpu_rfactor.plan_cpu_rfactor`` on CPU.
 """
 
 from __future__ import annotations
@@ -255,7 +256,20 @@ class RFactorPlan:
     of extent ``factor``), computed at root with the two stage plans ``intm`` (its pure definition and
     its update, which reduces ``outer`` and the stage's other RVars serially inside each thread); the
     stage itself (the :class:`StagePlan` holding this) then combines the ``factor`` partial results
-    over the RVar ``inner``, with ``atomic()`` when ``atomic``."""
+    over the RVar ``inner``, with ``atomic()`` when ``atomic``.
+
+    On GPU (``plan_rfactor``) the intermediate's stages are fixed-shape kernels (``var`` spread over
+    threads and blocks) and the update reduces ``outer`` serially inside each thread. On CPU
+    (``cpu_rfactor.plan_cpu_rfactor``; ``atomic`` is never set) the intermediate's pure stage and
+    update are, innermost first: ``var_v`` (``var`` split by the natural vector width, vectorised;
+    only when ``factor`` is a multiple of it, else ``var`` stays whole and serial), the update's
+    RVars (``outer`` in the split RVar's place, the others in their order, serial), ``var_o`` (or
+    ``var``), the pure loops; the outermost of ``var_o`` / ``var`` (when it has >= 2 iterations) or
+    else the outermost pure loop (when >= 2) is the parallel loop, moved outermost. So each task
+    reduces its share of the RVar into a vector of partial sums held in one register.
+    ``storage``: the intermediate's ``reorder_storage`` (Var names, innermost first: ``var`` first,
+    so that the vector stores are dense), empty when not needed. The combining stage then reduces
+    ``inner`` (``factor`` partial results) serially, innermost, with its pure loops serial."""
 
     rvar: str
     rvar_index: int
@@ -265,6 +279,7 @@ class RFactorPlan:
     var: str
     atomic: bool
     intm: tuple[StagePlan, StagePlan]
+    storage: tuple[str, ...] = ()
 
 
 def _pow2_at_least(n: int) -> int:

@@ -23,7 +23,13 @@ Legality is decided here, never left to Halide:
   stage (an update's pure dimensions included) are tiled, vectorised, unrolled or parallelised;
   an update with RVars unrolls a register tile only as a :class:`Kernel` (RVars outside it);
 - unrolled extents multiply to at most ``UNROLL_LIMIT``; outer tiles are multiples of the register
-  tile; only root Funcs get a parallel task loop.
+  tile; only root Funcs get a parallel task loop;
+- :class:`RFactor` (CPU and GPU) only for a root Func's update that Halide can rfactor (an
+  associative ``f(args) = f(args) op e``, ``gpu.reduction_problem``), a factor between 2 and the
+  split RVar's extent, ``atomic`` on GPU only; it replaces the stage's inner and outer decisions,
+  and its loops are no compute site (the producers it reads are read by the intermediate, at
+  root). On CPU the intermediate's partial results are vector lanes and parallel tasks
+  (``cpu_rfactor.py``); the menu offers it for small pure domains with a long RVar.
 
 On GPU targets (``target.has_gpu_feature()``, see ``gpu.py`` for the menus and limits) also:
 
@@ -69,9 +75,12 @@ from .decisions import (GPU_UNROLL_LIMIT, LEVEL_BLOCK, LEVEL_INNER, LEVEL_OUTER,
                         SITE_LEVELS, UNROLL_LIMIT, WHERE_AT, WHERE_INLINE, WHERE_ROOT, WHERES, Decision,
                         IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place, RFactor,
                         decision_from_dict)
+from .decisions import Layout, Wrap
+from . import layout as layout_rules
 from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
                    StagePlan, base_names, plan_rfactor, plan_stage)
 from .tilings import inner_options, outer_options
+from .cpu_rfactor import cpu_rfactor_options, plan_cpu_rfactor
 
 FORMAT = "autoscheduler.state/1"
 INLINE_CALL_LIMIT = 256   # Adams2019 rejects inlining chains that make this many calls per point
@@ -177,10 +186,14 @@ class _Tables:
     plans: dict[tuple[int, int], StagePlan] = field(default_factory=dict)
     required: dict[tuple[int, Site], Box] = field(default_factory=dict)
     rfactor: dict[tuple[int, int], RFactor] = field(default_factory=dict)
+    layout: dict[int, Layout] = field(default_factory=dict)                 # Func -> Layout
+    wraps: dict[tuple[int, int], Wrap] = field(default_factory=dict)       # (producer, consumer) -> Wrap
 
     def copy(self) -> "_Tables":
-        return _Tables(dict(self.place), dict(self.region), dict(self.inner), dict(self.outer),
-                       dict(self.plans), dict(self.required), dict(self.rfactor))
+        t = _Tables(dict(self.place), dict(self.region), dict(self.inner), dict(self.outer),
+                    dict(self.plans), dict(self.required), dict(self.rfactor))
+        t.layout, t.wraps = dict(self.layout), dict(self.wraps)
+        return t
 
 
 class State:
@@ -278,11 +291,19 @@ class State:
         return self._t.inner.get((f, s))
 
     def rfactor(self, f: int, s: int) -> Optional[RFactor]:
-        """The RFactor decision of stage ``s`` of ``f`` (GPU), None if the stage has none."""
+        """The RFactor decision of stage ``s`` of ``f``, None if the stage has none."""
         return self._t.rfactor.get((f, s))
 
     def outer(self, f: int, s: int) -> Optional[OuterTile]:
         return self._t.outer.get((f, s))
+
+    def layout(self, f: int) -> Optional[Layout]:
+        """The Layout decision of Func ``f`` (CPU), None if it has none."""
+        return self._t.layout.get(f)
+
+    def wraps(self) -> dict[tuple[int, int], Wrap]:
+        """Every Wrap decision, keyed by (producer, consumer) (CPU); do not modify."""
+        return self._t.wraps
 
     def plan(self, f: int, s: int) -> Optional[StagePlan]:
         return self._t.plans.get((f, s))
@@ -300,6 +321,8 @@ class State:
         innermost block loop, the innermost thread loop and the serial loops inside the threads
         (none for an RFactor stage)."""
         plan = self._t.plans[(f, s)]
+        if plan.rfactor is not None:
+            return []   # its producers are read by the rfactor intermediate, computed at root
         if plan.gpu:
             return self._gpu_site_loops(f, s, plan)
         return [LoopRef(f, s, l.level, -1 if l.level == LEVEL_PARALLEL else l.dim)
@@ -509,6 +532,8 @@ class State:
     # ---------------------------------------------------------------- decisions
     def apply(self, d: Decision) -> "State":
         """The state after decision ``d``; raises IllegalDecisionError if it is not legal here."""
+        if isinstance(d, (Layout, Wrap)):   # optional; they do not move the slot (``layout.py``)
+            return layout_rules.apply_layout_decision(self, d)
         if self.slot is None:
             raise IllegalDecisionError(f"the state is complete; no decision expected, got {d}")
         kind, f, s = self.slot
@@ -548,6 +573,9 @@ class State:
             raise IllegalDecisionError(f"a '{d.where}' placement takes no loop: {d}")
         if d.where == WHERE_INLINE and len(node.stages) != 1:
             raise IllegalDecisionError(f"Func {node.name} has update stages and cannot be inlined")
+        if d.where != WHERE_ROOT and any(p == f for p, _ in self._t.wraps):
+            raise IllegalDecisionError(f"Func {node.name} is read through a wrapper (Wrap) computed at root: it "
+                                       f"must be compute_root too, not '{d.where}': {d}")
         site: Site = None
         if d.where == WHERE_AT:
             sites = self.sites(f)
@@ -669,12 +697,12 @@ class State:
         f, s = d.func, d.stage
         node = self.space.node(f)
         st = self.space.stage(f, s)
-        if not self.space.gpu:
-            raise IllegalDecisionError(f"RFactor is searched on GPU targets only (the CPU featurizer does "
-                                       f"not model it yet): {d}")
+        if not self.space.gpu and d.atomic:
+            raise IllegalDecisionError(f"atomic() is for GPU targets only: on CPU the partial results of "
+                                       f"an rfactor are combined serially (use atomic=False): {d}")
         if self._t.place[f].where != WHERE_ROOT:
-            raise IllegalDecisionError(f"only root Funcs' updates are rfactored (the intermediate is a "
-                                       f"kernel of its own): {d}")
+            raise IllegalDecisionError(f"only root Funcs' updates are rfactored (the intermediate is computed "
+                                       f"at root: a kernel of its own on GPU): {d}")
         op, why = gpu_rules.reduction_problem(node, st)
         if why:
             raise IllegalDecisionError(f"{st.name} cannot be rfactored: {why}")
@@ -691,7 +719,8 @@ class State:
                 raise IllegalDecisionError(f"{st.name} cannot combine its partial results with atomic(): {why}")
         t = self._t.copy()
         t.rfactor[(f, s)] = d
-        t.plans[(f, s)] = plan_rfactor(node, st, d, bounds)
+        t.plans[(f, s)] = plan_rfactor(node, st, d, bounds) if self.space.gpu else plan_cpu_rfactor(
+            node, st, d, bounds, self.space.vector_width[st.id], self.space.parallelism)
         slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
         return self._child(d, slot, t)
 
@@ -804,8 +833,8 @@ class State:
             return self._gpu_options(kind, f, s)
         if kind == SLOT_PLACE:
             opts = self._inline_and_root(f)
-            if node.is_output:
-                return opts
+            if node.is_output or any(p == f for p, _ in self._t.wraps):   # a wrapped Func stays at root
+                return [d for d in opts if isinstance(d, Place) and d.where == WHERE_ROOT]
             # Adams2019's prunes: skip a site where the region does not shrink from the site outside
             # it, or where the Func would be computed more than RECOMPUTE_LIMIT x its root region.
             sites = self.sites(f)
@@ -840,10 +869,24 @@ class State:
                 shared = set(dims).intersection(*(self.space.pure_dims(f, u) for u in range(1, len(node.stages))))
                 inner = [d for d in inner if d.vector_dim in shared] or inner
             chosen: list[Decision] = list(inner)
-            return chosen
+            return chosen + self._cpu_rfactor_options(f, s)
         reg = self._register(self._t.inner[(f, s)])
         root = self._t.place[f].where == WHERE_ROOT
-        return list(outer_options(f, s, dims, extents, reg, root, self.space.parallelism))
+        tiles: list[Decision] = list(outer_options(f, s, dims, extents, reg, root, self.space.parallelism))
+        return tiles + layout_rules.layout_options(self, f, s)   # optional Layout / Wrap (``layout.py``)
+
+    def _cpu_rfactor_options(self, f: int, s: int) -> list[Decision]:
+        """RFactor choices of a root Func's update on CPU (``cpu_rfactor.cpu_rfactor_options``)."""
+        st = self.space.stage(f, s)
+        if s == 0 or not st.rvar_loops or self._t.place[f].where != WHERE_ROOT:
+            return []
+        bounds = self._t.region[f][1][s]
+        rext = [max(b.extent, 1) for l, b in zip(st.loops, bounds) if l.rvar]
+        pure = 1
+        for e in self._extents(f, s).values():
+            pure *= e
+        return list(cpu_rfactor_options(f, s, self.space.node(f), st, pure, rext, self.space.vector_width[st.id],
+                                        self.space.parallelism))
 
     def _site_iterations(self, ref: LoopRef) -> int:
         """Iterations of loop ``ref`` and of every loop around it (GPU block and thread loops too)."""
