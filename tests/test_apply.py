@@ -19,9 +19,10 @@ from autoscheduler.dag import FunctionDAG
 from autoscheduler.errors import ScheduleError
 from autoscheduler.ir import canonical_text, decode_pipeline
 from autoscheduler.loop_nest import loop_nest
-from autoscheduler.schedules import apply_source, root_source
+from autoscheduler.schedules import apply_source
 from autoscheduler.state import State, random_state
 from workload_pool import WorkloadPool
+from shared_pipelines import root_outputs
 
 NAMES = halide_pipelines.names()
 DEFAULT_STATES = 3
@@ -96,10 +97,7 @@ def check_random_states(name: str, n_states: int, target_name: str) -> dict[str,
     sizes = spec.sizes(**spec.test_sizes)
     target = hl.Target(target_name)
     inputs = spec.make_inputs(0, **sizes)
-    ref_built = spec.build(**sizes)
-    ref_p = ref_built.pipeline()
-    apply_source(root_source(ref_p), ref_p)
-    root_out = halide_pipelines.realize(ref_built, inputs, target, pipeline=ref_p)
+    root_out = root_outputs(spec, sizes, inputs, target)
     dag = FunctionDAG.from_pipeline(spec.build(**sizes).pipeline())
     alt = _alt_sizes(spec)
     alt_inputs = spec.make_inputs(1, **alt) if alt else None

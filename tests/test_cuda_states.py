@@ -24,11 +24,12 @@ from autoscheduler.dag import FunctionDAG
 from autoscheduler.errors import ToolkitError
 from autoscheduler.features import (GPU_FEATURE_NAMES, NUM_GPU_FEATURES, Featurizer, GpuAnalyticCost, GpuFeaturizer,
                                     featurizer_for)
-from autoscheduler.schedules import apply_source, root_source
+from autoscheduler.schedules import apply_source
 from autoscheduler.state import (GPU_UNROLL_LIMIT, IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place,
                                  RFactor, State, decision_from_dict, random_state)
 from autoscheduler.state import gpu as gpu_rules
 from workload_pool import WorkloadPool
+from shared_pipelines import root_outputs, sum_reductions
 
 NAMES = halide_pipelines.names()
 CUDA = "host-cuda-cuda_capability_80"
@@ -85,10 +86,7 @@ def check_cuda_states(name: str, n_states: int, shadow: bool = True) -> dict[str
     sizes = spec.sizes(**spec.test_sizes)
     cpu = hl.Target(_cpu_target())
     inputs = spec.make_inputs(0, **sizes)
-    ref_built = spec.build(**sizes)
-    ref_p = ref_built.pipeline()
-    apply_source(root_source(ref_p), ref_p)
-    root_out = halide_pipelines.realize(ref_built, inputs, cpu, pipeline=ref_p)
+    root_out = root_outputs(spec, sizes, inputs, cpu)
     dag = FunctionDAG.from_pipeline(spec.build(**sizes).pipeline())
     problems: list[str] = []
     shared = 0
@@ -306,26 +304,8 @@ def test_illegal_gpu_decisions_are_rejected_by_name():
         b.apply(Place(conv, "at", b.site_loops(relu, 0)[0]))
 
 
-def _reduction_outputs(width: int = 300, height: int = 6) -> tuple[hl.ImageParam, list[hl.Func]]:
-    """total() = sum of an image; rows(y) = 2 * sum of row y: long reductions, small pure domains."""
-    img = hl.ImageParam(hl.Float(32), 2, "img")
-    y = hl.Var("y")
-    r = hl.RDom([(0, width), (0, height)])
-    q = hl.RDom([(0, width)])
-    total, rows = hl.Func("total"), hl.Func("rows")
-    total[()] = hl.f32(0)
-    total[()] += img[r.x, r.y]
-    rows[y] = hl.f32(0)
-    rows[y] += img[q.x, y] * 2
-    img.dim(0).set_estimate(0, width)
-    img.dim(1).set_estimate(0, height)
-    total.set_estimates([])
-    rows.set_estimates([(0, height)])
-    return img, [total, rows]
-
-
 def _rfactor_state(atomic: bool) -> State:
-    _, outs = _reduction_outputs()
+    _, outs = sum_reductions()
     s = State.initial(FunctionDAG.from_pipeline(hl.Pipeline(outs)), CUDA)
     while not s.is_complete:
         opts = s.options()
@@ -339,13 +319,13 @@ def test_rfactor_compiles_for_cuda_and_sums_right(atomic):
     st = _rfactor_state(atomic)
     assert sum(isinstance(d, RFactor) for d in st.decisions) == 2     # both reductions were offered one
     assert all(d.atomic == atomic for d in st.decisions if isinstance(d, RFactor))
-    _, outs = _reduction_outputs()
+    _, outs = sum_reductions()
     p = hl.Pipeline(outs)
     src = schedule_source(st)
     assert ".rfactor(" in src and (".atomic()" in src) == atomic and "gpu_blocks" in src
     apply_source(src, p)
     assert _compile_cuda(p).count(b".entry") >= 6          # per output: init, intermediate x 2, combine
-    img, outs = _reduction_outputs()
+    img, outs = sum_reductions()
     p = hl.Pipeline(outs)
     apply_source(schedule_source(st, gpu=False), p)
     a = np.random.default_rng(1).random((6, 300), dtype=np.float32)
@@ -357,7 +337,7 @@ def test_rfactor_compiles_for_cuda_and_sums_right(atomic):
 
 
 def test_rfactor_legality():
-    _, outs = _reduction_outputs()
+    _, outs = sum_reductions()
     dag = FunctionDAG.from_pipeline(hl.Pipeline(outs))
     rows = _index(dag, "rows")
     s = State.initial(dag, CUDA).apply(Place(rows, "root")).apply(InnerTile(rows, 0, None, 1, ()))
@@ -416,10 +396,7 @@ def test_rfactor_on_a_training_loss():
     p = built.pipeline()
     apply_source(schedule_source(s, gpu=False), p)
     out = halide_pipelines.realize(built, inputs, hl.Target(_cpu_target()), pipeline=p)
-    ref_built = spec.build(**sizes)
-    rp = ref_built.pipeline()
-    apply_source(root_source(rp), rp)
-    ref = halide_pipelines.realize(ref_built, inputs, hl.Target(_cpu_target()), pipeline=rp)
+    ref = root_outputs(spec, sizes, inputs, hl.Target(_cpu_target()))
     assert not _close(out, ref, max(spec.rtol, 1e-5), max(spec.atol, 1e-6))
 
 

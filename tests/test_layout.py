@@ -17,10 +17,11 @@ from autoscheduler.apply import apply_state, schedule_source, state_loop_nest
 from autoscheduler.dag import FunctionDAG
 from autoscheduler.features.featurizer import Featurizer
 from autoscheduler.loop_nest import loop_nest
-from autoscheduler.schedules import apply_source, root_source
+from autoscheduler.schedules import apply_source
 from autoscheduler.state import (DECISION_KINDS, Decision, IllegalDecisionError, InnerTile, Layout, OuterTile, Place, State,
                                  Wrap, decision_from_dict)
 from cost_model.features_layout import SCHEDULE_FEATURE_INDEX as FI
+from shared_pipelines import root_outputs
 
 SSE = "x86-64-linux-sse41"          # 4 x f32 vectors: quick compiles
 N = 48
@@ -214,10 +215,7 @@ def test_random_states_with_layouts_compile_run_and_match_compute_root(name):
     sizes = spec.sizes(**spec.test_sizes)
     target = hl.Target(SSE)
     inputs = spec.make_inputs(0, **sizes)
-    ref_built = spec.build(**sizes)
-    ref_p = ref_built.pipeline()
-    apply_source(root_source(ref_p), ref_p)
-    root_out = halide_pipelines.realize(ref_built, inputs, target, pipeline=ref_p)
+    root_out = root_outputs(spec, sizes, inputs, target)
     dag = FunctionDAG.from_pipeline(spec.build(**sizes).pipeline())
     rng = random.Random(zlib.crc32(name.encode()))
     seen = 0

@@ -1,0 +1,38 @@
+"""Small pipelines and reference outputs that several test modules build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import halide as hl
+
+import halide_pipelines
+from autoscheduler.schedules import apply_source, root_source
+
+
+def sum_reductions(width: int = 300, height: int = 6) -> tuple[hl.ImageParam, list[hl.Func]]:
+    """total() = sum of an image (two RVars); rows(y) = 2 * sum of row y: long reductions over small
+    pure domains, the case rfactor is for."""
+    img = hl.ImageParam(hl.Float(32), 2, "img")
+    y = hl.Var("y")
+    r = hl.RDom([(0, width), (0, height)], "r")     # named: the source is the same text on every build
+    q = hl.RDom([(0, width)], "q")
+    total, rows = hl.Func("total"), hl.Func("rows")
+    total[()] = hl.f32(0)
+    total[()] += img[r.x, r.y]
+    rows[y] = hl.f32(0)
+    rows[y] += img[q.x, y] * 2
+    img.dim(0).set_estimate(0, width)
+    img.dim(1).set_estimate(0, height)
+    total.set_estimates([])
+    rows.set_estimates([(0, height)])
+    return img, [total, rows]
+
+
+def root_outputs(spec: Any, sizes: dict[str, int], inputs: Any, target: Any) -> list[Any]:
+    """The compute_root-everything outputs of workload ``spec`` at ``sizes``: the reference every
+    schedule is compared with."""
+    built = spec.build(**sizes)
+    p = built.pipeline()
+    apply_source(root_source(p), p)
+    return halide_pipelines.realize(built, inputs, target, pipeline=p)
