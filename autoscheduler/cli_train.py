@@ -14,21 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .cli_measure import add_measure_arguments, measure_options
 from .errors import ToolkitError
 
 DEFAULT_DB = "data/db/samples.sqlite"
 # Same as cost_model.dataset.DEFAULT_CACHE_DIR, without importing torch for every CLI command.
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "db" / "feature_cache"
-
-
-def _measure_options(args: argparse.Namespace) -> Any:
-    from .measure import MeasureOptions
-    return MeasureOptions(n_samples=args.n_samples, min_sample_s=args.min_sample_s, warmup=1,
-                          num_threads=args.threads, build_timeout_s=args.build_timeout,
-                          run_timeout_s=args.run_timeout, reference_timeout_s=max(60.0, args.build_timeout),
-                          memory_limit_mb=args.memory_limit_mb, max_consecutive_errors=0,
-                          build_workers=args.build_workers, builds_per_phase=args.builds_per_phase,
-                          progress=not args.quiet)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -43,7 +34,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         opts = CollectOptions(pipelines=args.pipelines, schedules_per_pipeline=args.schedules_per_pipeline,
                               seed_start=args.seed_start, names=names, small=args.small, target=args.target,
                               beam_fraction=args.beam_fraction, weights=args.weights,
-                              search_time_budget_s=args.search_time_budget, measure=_measure_options(args))
+                              search_time_budget_s=args.search_time_budget,
+                              measure=measure_options(args, builds_per_phase=args.builds_per_phase))
         report = collect(opts, args.db, log=None if args.quiet else print)
         print(report.line())
     if args.export:
@@ -208,14 +200,7 @@ def register(subparsers: Any) -> None:
                     help="share of schedules from dropout beam search (the rest uniformly random)")
     sp.add_argument("--weights", help="cost model guiding the search (default: the shipped weights)")
     sp.add_argument("--search-time-budget", type=float, default=20.0)
-    sp.add_argument("--n-samples", type=int, default=3, help="timing samples per schedule")
-    sp.add_argument("--min-sample-s", type=float, default=0.02, help="minimum seconds per timing sample")
-    sp.add_argument("--threads", type=int, default=None, help="HL_NUM_THREADS (default: the core count)")
-    sp.add_argument("--build-timeout", type=float, default=60.0)
-    sp.add_argument("--run-timeout", type=float, default=20.0)
-    sp.add_argument("--memory-limit-mb", type=int, default=8192)
-    sp.add_argument("--build-workers", type=int, default=2, help="parallel build processes (more on big "
-                    "machines; nothing is built while a schedule is timed)")
+    add_measure_arguments(sp, n_samples=3, min_sample_s=0.02, build_timeout=60.0, run_timeout=20.0)
     sp.add_argument("--builds-per-phase", type=int, default=2, help="schedules each build worker compiles "
                     "before a timing phase")
     sp.add_argument("--export", metavar="FILE", help="write the compact data set (e.g. data/samples.jsonl.gz)")

@@ -11,19 +11,8 @@ import json
 import math
 from typing import Any
 
+from .cli_measure import add_measure_arguments, measure_options
 from .errors import ToolkitError
-
-
-def _measure_options(args: argparse.Namespace) -> Any:
-    from .measure import MeasureOptions
-    try:
-        return MeasureOptions(n_samples=args.n_samples, min_sample_s=args.min_sample_s, warmup=1,
-                              num_threads=args.threads, build_timeout_s=args.build_timeout,
-                              run_timeout_s=args.run_timeout, reference_timeout_s=max(60.0, args.build_timeout),
-                              memory_limit_mb=args.memory_limit_mb, max_consecutive_errors=0,
-                              build_workers=args.build_workers, progress=not args.quiet)
-    except ValueError as e:
-        raise ToolkitError(f"bad measurement option: {e}") from None
 
 
 def _parse_pairs(items: list[str] | None, what: str) -> dict[str, float]:
@@ -54,7 +43,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                        replay=replay,
                        finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
                        retime_rounds=args.retime_rounds, baselines=baselines, seed=args.seed,
-                       progress=not args.quiet, measure=_measure_options(args))
+                       progress=not args.quiet, measure=measure_options(args))
     say = (lambda s: None) if args.quiet else tqdm.write
     result = tune(args.pipeline, args.target, db=args.db, options=opts, executor=args.executor,
                   address=args.address, sizes=_parse_sizes(args.size or []), small=args.small, log=say)
@@ -153,13 +142,7 @@ def register(subparsers: Any) -> None:
                     help="local process pool (default) or a Ray cluster")
     sp.add_argument("--address", help="the Ray cluster to join (with --executor ray; default: a local one)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--n-samples", type=int, default=5, help="timing samples per schedule")
-    sp.add_argument("--min-sample-s", type=float, default=0.1, help="minimum seconds per timing sample")
-    sp.add_argument("--threads", type=int, default=None, help="HL_NUM_THREADS (default: the core count)")
-    sp.add_argument("--build-timeout", type=float, default=120.0)
-    sp.add_argument("--run-timeout", type=float, default=60.0)
-    sp.add_argument("--memory-limit-mb", type=int, default=8192)
-    sp.add_argument("--build-workers", type=int, default=2)
+    add_measure_arguments(sp, n_samples=5, min_sample_s=0.1, build_timeout=120.0, run_timeout=60.0)
     sp.add_argument("--emit", metavar="FILE", help="write the best schedule's Python source to FILE")
     sp.add_argument("--print-schedule", action="store_true", help="print the best schedule's Python source")
     sp.add_argument("--json", action="store_true", help="print a JSON summary line")

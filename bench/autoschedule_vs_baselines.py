@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -104,12 +102,12 @@ def main() -> int:
         print_row(res)
         sys.stdout.flush()
         # Written after every workload, so an interrupted run keeps what it measured.
-        summary = geomeans(results)
+        summary = base_bench.geomeans(results)
         out = {"machine": {"cores": os.cpu_count(), "target": str(target)}, "results": results,
                "geomean": summary, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
-    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in geomeans(results).items()))
+    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in base_bench.geomeans(results).items()))
     print(f"# wrote {args.out}")
     return 0
 
@@ -124,16 +122,6 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
                 out[f"{ours}/{base}"] = rows[ours]["min_ms"] / rows[base]["min_ms"]
         if "Adams2019" in rows and "search_s" in rows["Adams2019"] and "search_s" in rows[ours]:
             out[f"{ours}_search/Adams2019_search"] = rows[ours]["search_s"] / max(rows["Adams2019"]["search_s"], 1e-9)
-    return out
-
-
-def geomeans(results: list[dict[str, Any]]) -> dict[str, float]:
-    keys = sorted({k for r in results for k in r["ratios"]})
-    out = {}
-    for k in keys:
-        vals = [r["ratios"][k] for r in results if k in r["ratios"] and r["ratios"][k] > 0]
-        if vals:
-            out[k] = float(math.exp(np.mean(np.log(vals))))
     return out
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -223,22 +222,12 @@ def main() -> int:
         sys.stdout.flush()
         out = {"machine": {"cores": os.cpu_count(), "target": str(target)}, "budget_s": args.budget,
                "small": args.small, "db": db, "results": results,
-               "geomean": geomeans(results), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "geomean": base_bench.geomeans(results), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
-    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in geomeans(results).items()))
+    print("# geometric means: " + ", ".join(f"{k} {v:.3f}" for k, v in base_bench.geomeans(results).items()))
     print(f"# wrote {args.out}")
     return 0
-
-
-def geomeans(results: list[dict[str, Any]]) -> dict[str, float]:
-    keys = sorted({k for r in results for k in r["ratios"]})
-    out = {}
-    for k in keys:
-        vals = [r["ratios"][k] for r in results if k in r["ratios"] and r["ratios"][k] > 0]
-        if vals:
-            out[k] = float(math.exp(np.mean(np.log(vals))))
-    return out
 
 
 if __name__ == "__main__":

@@ -139,6 +139,17 @@ def main() -> int:
 COLUMNS = ["root", "Adams2019", "Mullapudi2016", "Li2018", "PyTorch"]
 
 
+def geomeans(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Geometric mean of each ratio key over the workloads that report it (positive values only)."""
+    keys = sorted({k for r in results for k in r["ratios"]})
+    out = {}
+    for k in keys:
+        vals = [r["ratios"][k] for r in results if k in r["ratios"] and r["ratios"][k] > 0]
+        if vals:
+            out[k] = float(np.exp(np.mean(np.log(vals))))
+    return out
+
+
 def print_row(res: dict[str, Any]) -> None:
     rows = res["rows"]
     cells = []

@@ -75,14 +75,14 @@ def _slot_key(state: Any) -> tuple[Any, ...]:
     return tuple(state.slot) if state.slot is not None else ()
 
 
-def mutate(initial: Any, parent: Sequence[Any], cost: CostFn, rng: random.Random,
-           tries: int = 4) -> Any | None:
-    """A mutation of ``parent`` (a decision trace of ``initial``'s space): one decision replaced by
-    another legal choice of its slot, the parent's decisions of the later slots kept where they
-    still apply, the rest chosen greedily by ``cost``. None when the parent no longer replays or
-    no decision has an alternative after ``tries`` draws."""
-    from ..state.decisions import decision_from_dict
+Replayed = tuple[list[Any], list[Any]]
+
+
+def replay_parent(initial: Any, parent: Sequence[Any]) -> Replayed | None:
+    """(decisions, the states before each and after the last) of a parent trace, None when it no
+    longer replays in ``initial``'s space."""
     from ..errors import ToolkitError
+    from ..state.decisions import decision_from_dict
     try:
         decisions = [decision_from_dict(d) if isinstance(d, dict) else d for d in parent]
         states = [initial]
@@ -90,7 +90,28 @@ def mutate(initial: Any, parent: Sequence[Any], cost: CostFn, rng: random.Random
             states.append(states[-1].apply(d))
     except (ToolkitError, ValueError, KeyError):
         return None
-    by_slot = {_slot_key(st): d for st, d in zip(states, decisions)}
+    return decisions, states
+
+
+def mutate(initial: Any, parent: Sequence[Any], cost: CostFn, rng: random.Random,
+           tries: int = 4) -> Any | None:
+    """A mutation of ``parent`` (a decision trace of ``initial``'s space): one decision replaced by
+    another legal choice of its slot, the parent's decisions of the later slots kept where they
+    still apply, the rest chosen greedily by ``cost``. None when the parent no longer replays or
+    no decision has an alternative after ``tries`` draws."""
+    return mutate_replayed(replay_parent(initial, parent), cost, rng, tries)
+
+
+def mutate_replayed(replayed: Replayed | None, cost: CostFn, rng: random.Random, tries: int = 4) -> Any | None:
+    """``mutate`` of a parent already replayed (``replay_parent``): a round replays each parent once."""
+    from ..errors import ToolkitError
+    if replayed is None or not replayed[0]:
+        return None
+    decisions, states = replayed
+    # a slot's decisions in order: optional ones (Layout, Wrap) keep the slot, the last one moves it
+    by_slot: dict[tuple[Any, ...], list[Any]] = {}
+    for st, d in zip(states, decisions):
+        by_slot.setdefault(_slot_key(st), []).append(d)
     for _ in range(tries):
         i = rng.randrange(len(decisions))
         alternatives = [o for o in states[i].options() if o != decisions[i]]
@@ -100,12 +121,15 @@ def mutate(initial: Any, parent: Sequence[Any], cost: CostFn, rng: random.Random
             state = states[i].apply(alternatives[rng.randrange(len(alternatives))])
         except ToolkitError:
             continue
+        todo = dict(by_slot)                       # each slot's decisions are replayed once
         while not state.is_complete:
-            d = by_slot.get(_slot_key(state))
             nxt = None
-            if d is not None:
+            kept = todo.pop(_slot_key(state), None)
+            if kept:
                 try:
-                    nxt = state.apply(d)
+                    nxt = state
+                    for d in kept:
+                        nxt = nxt.apply(d)
                 except ToolkitError:
                     nxt = None
             if nxt is None:
@@ -175,13 +199,16 @@ def propose(initial: Any, cost: CostFn, round_index: int, opts: ProposeOptions, 
                                                        top_k=1))
         if add(res.best, res.cost, f"beam{beam}/dropout{dropout}"):
             searched += 1
+    replayed: dict[int, Replayed | None] = {}        # each parent replayed once per round
     mutated, attempts = 0, 0
     while mutated < n_mutate and attempts < n_mutate * (opts.max_redraws + 1):
         if deadline is not None and time.perf_counter() > deadline and out:
             break
         attempts += 1
         k = min(int(rng.expovariate(1.0)), len(parents) - 1)     # the fastest parents most often
-        child = mutate(initial, parents[k], cost, rng)
+        if k not in replayed:
+            replayed[k] = replay_parent(initial, parents[k])
+        child = mutate_replayed(replayed[k], cost, rng)
         if child is not None and add(child, None, f"mutate#{k}"):
             mutated += 1
     drawn, attempts = 0, 0
@@ -192,4 +219,4 @@ def propose(initial: Any, cost: CostFn, round_index: int, opts: ProposeOptions, 
     return out
 
 
-__all__ = ["Proposal", "ProposeOptions", "mutate", "propose", "random_walk", "split_batch", "DROPOUTS"]
+__all__ = ["Proposal", "ProposeOptions", "mutate", "propose", "replay_parent", "random_walk", "split_batch", "DROPOUTS"]
