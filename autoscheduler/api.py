@@ -14,7 +14,7 @@ import halide as hl
 
 from .baselines import parse_target
 from .errors import ScheduleError, ToolkitError
-from .search import SearchOptions, SearchResult, beam_search
+from .search import SearchOptions, SearchResult, beam_search, diverse_top_k
 
 
 def as_pipeline(outputs: Any) -> hl.Pipeline:
@@ -52,6 +52,8 @@ class Schedule:
     search: SearchResult
     stage_costs: dict[str, float] = field(default_factory=dict)
     record: Any = None  # the tuning-database Record it came from (``db=``: apply history best), else None
+    measurements: list[Any] = field(default_factory=list)  # benchmark_top_k: a MeasureResult per candidate
+    picked: int = 0  # benchmark_top_k: the index in ``candidates`` of the fastest measured
     _applied: bool = False
 
     def source(self) -> str:
@@ -135,13 +137,79 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     else:
         model = CostModel.load(weights, parallelism=initial.space.parallelism)
     cost_fn = model.cost_fn(dag)
+    # More finals than asked for, so the top-k can skip near-duplicates of the best (diverse_top_k).
     result = beam_search(initial, cost_fn, SearchOptions(beam_size=beam_size, passes=passes,
                                                          dropout=dropout, seed=seed,
-                                                         time_budget_s=time_budget_s, top_k=top_k))
+                                                         time_budget_s=time_budget_s,
+                                                         top_k=top_k if top_k <= 1 else max(64, 16 * top_k)))
     from .apply import schedule_source
-    cands = [Candidate(c, s, str(schedule_source(s))) for c, s in result.candidates]
     stage_costs = model.stage_costs(dag, result.best)
+    if top_k > 1:
+        result.candidates = diverse_top_k(result.candidates, top_k, heavy_funcs(dag, stage_costs))
+    cands = [Candidate(c, s, str(schedule_source(s))) for c, s in result.candidates]
     return Schedule(pipeline, t, result.best, result.cost, cands, result, stage_costs)
+
+
+def benchmark_top_k(what: Any, k: int = 8, target: str | hl.Target | None = None, *,
+                    sizes: Optional[dict[str, int]] = None, small: bool = False,
+                    options: Any = None, db: Optional[str] = None, **search: Any) -> Schedule:
+    """Search, measure the ``k`` most promising candidates and keep the fastest: the middle effort
+    level between predicting (``autoschedule``) and autotuning (``autoscheduler.tune``).
+
+    ``what``: a bundled workload's name or PipelineSpec (at ``sizes``, or its test sizes with
+    ``small``), or a pipeline of your own (output Funcs with estimates, or an ``hl.Pipeline``), which
+    is measured at its estimates on seeded random inputs of its input types. The candidates are
+    :func:`~autoscheduler.search.diverse_top_k` (not k near-copies of the best), each built, checked
+    against the compute_root output and timed in an isolated worker process (``options``: a
+    ``MeasureOptions``; a candidate that crashes, hangs or gives a wrong answer is recorded as failed
+    and skipped). With ``db`` every measurement is stored in that tuning database. Returns the
+    Schedule of the fastest candidate (``.picked``; ``.measurements`` holds every result); when
+    none measured OK, the best predicted. ``search`` takes ``autoschedule``'s keyword arguments.
+    """
+    from .tune.task import task_for
+    if k < 1:
+        raise ToolkitError(f"benchmark_top_k needs k >= 1, got {k}")
+    t = target if isinstance(target, hl.Target) else parse_target(target)
+    if t.has_gpu_feature():
+        raise ToolkitError("benchmark_top_k measures CPU targets here; use `autoschedule tune` on a GPU machine "
+                           "for CUDA targets")
+    task = task_for(what, str(t), sizes=sizes, small=small)
+    return measure_candidates(task, autoschedule(task.pipeline, t, top_k=k, **search), options, db)
+
+
+def measure_candidates(task: Any, sched: Schedule, options: Any = None, db: Optional[str] = None) -> Schedule:
+    """Measure every candidate of ``sched`` (a search of ``task``'s pipeline, a ``TuneTask``) in
+    isolated workers and return the Schedule of the fastest (see :func:`benchmark_top_k`)."""
+    from .measure import MeasureOptions, measure_batch
+    cands = [task.candidate(c.source, [d.to_dict() for d in c.state.decisions], c.predicted_cost)
+             for c in sched.candidates]
+    opts = options or MeasureOptions(n_samples=3, min_sample_s=0.05, progress=False,
+                                     max_consecutive_errors=0)
+    results = measure_batch(cands, opts)
+    if db is not None:
+        from .records import Records
+        with Records(db) as records:
+            for r in results:
+                records.add(r, pipeline_hash_=sched.state.space.pipeline_hash)
+    ok = [(r.statistic, i) for i, r in enumerate(results) if r.ok and r.statistic is not None]
+    best = min(ok)[1] if ok else 0
+    chosen = sched.candidates[best]
+    return Schedule(sched.pipeline, sched.target, chosen.state, chosen.predicted_cost, sched.candidates,
+                    sched.search, sched.stage_costs if best == 0 else {}, measurements=list(results),
+                    picked=best)
+
+
+def heavy_funcs(dag: Any, stage_costs: dict[str, float], share: float = 0.05) -> frozenset[int]:
+    """Funcs whose stages carry at least ``share`` of the predicted cost (all Funcs when the model
+    gives no per-stage costs): where schedules worth measuring side by side should differ."""
+    total = sum(max(0.0, c) for c in stage_costs.values())
+    by_func: dict[int, float] = {}
+    for node in dag.nodes:
+        for st in node.stages:
+            by_func[node.index] = by_func.get(node.index, 0.0) + max(0.0, stage_costs.get(st.name, 0.0))
+    if total <= 0.0:
+        return frozenset(by_func)
+    return frozenset(f for f, c in by_func.items() if c >= share * total)
 
 
 def _from_history(pipeline: hl.Pipeline, target: hl.Target, hit: Any) -> Schedule:
@@ -154,4 +222,4 @@ def _from_history(pipeline: hl.Pipeline, target: hl.Target, hit: Any) -> Schedul
                     found, record=rec)
 
 
-__all__ = ["autoschedule", "Schedule", "Candidate", "as_pipeline", "ScheduleError"]
+__all__ = ["autoschedule", "benchmark_top_k", "Schedule", "Candidate", "as_pipeline", "ScheduleError"]

@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, spec: Any,
                          sizes: dict[str, int], info: dict[str, Any]) -> str:
-    from .api import autoschedule
+    from .api import autoschedule, measure_candidates
     sched = autoschedule(pipeline, target, beam_size=args.beam_size, passes=args.passes,
                          weights=args.weights, top_k=max(1, args.benchmark_top), seed=args.seed,
                          time_budget_s=args.time_budget, db=args.db)
@@ -181,27 +181,22 @@ def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, s
     info["predicted_cost"] = sched.predicted_cost
     print(f"# search: {sched.search.states_scored} states scored in {sched.search.elapsed_s:.2f} s; "
           f"predicted cost {sched.predicted_cost:.4g}")
-    source = sched.candidates[0].source
-    if args.benchmark_top > 1:
-        if spec is None or target.has_gpu_feature():
-            print("# --benchmark-top: nothing measured (needs a bundled pipeline and a CPU target)")
-            return source
-        from .measure import Candidate, MeasureOptions, measure_batch
-        cands = [Candidate(spec.name, sizes, c.source, target=str(target), predicted_cost=c.predicted_cost)
-                 for c in sched.candidates]
-        results = measure_batch(cands, MeasureOptions(n_samples=3, min_sample_s=0.05, progress=False,
-                                                      max_consecutive_errors=0))
-        ok = [(r.statistic, i) for i, r in enumerate(results) if r.statistic is not None]
-        for i, r in enumerate(results):
-            measured = (f"measured {r.statistic * 1e3:.3f} ms" if r.statistic is not None
-                        else f"{r.code.name}: {r.message}")
-            print(f"#   candidate {i}: predicted {sched.candidates[i].predicted_cost:.4g}, {measured}")
-        if ok:
-            best = min(ok)[1]
-            info["benchmark_top_pick"] = best
-            print(f"# --benchmark-top {args.benchmark_top}: keeping candidate {best}")
-            source = sched.candidates[best].source
-    return source
+    if args.benchmark_top <= 1:
+        return sched.candidates[0].source
+    if target.has_gpu_feature():
+        print("# --benchmark-top: nothing measured (CUDA schedules are measured by `autoschedule tune` on a "
+              "GPU machine)")
+        return sched.candidates[0].source
+    from .tune.task import task_for
+    task = task_for(spec if spec is not None else pipeline, str(target), sizes=sizes if spec is not None else None)
+    sched = measure_candidates(task, sched, db=args.db)
+    for i, r in enumerate(sched.measurements):
+        measured = (f"measured {r.statistic * 1e3:.3f} ms" if r.ok and r.statistic is not None
+                    else f"{r.code.name}: {r.message}")
+        print(f"#   candidate {i}: predicted {sched.candidates[i].predicted_cost:.4g}, {measured}")
+    info["benchmark_top_pick"] = sched.picked
+    print(f"# --benchmark-top {args.benchmark_top}: keeping candidate {sched.picked}")
+    return sched.candidates[sched.picked].source
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -174,6 +174,41 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                         passes_run)
 
 
+def diverse_top_k(ranked: Sequence[tuple[float, State]], k: int, heavy: frozenset[int],
+                  max_ratio: float = 4.0) -> list[tuple[float, State]]:
+    """The ``k`` states worth measuring from ``ranked`` (complete states, best predicted first).
+
+    Why: the search's next-best states usually differ from the best only in how a cheap stage is
+    tiled, so measuring them learns nothing the best did not show; where the model is wrong it is
+    wrong about them all alike. Here a state enters only when its decisions on the ``heavy`` Funcs
+    (the ones carrying most of the predicted cost) differ from every state chosen before, and its
+    predicted cost is within ``max_ratio`` of the best; the remaining places are filled in ranked
+    order. Returned best predicted first."""
+    if k <= 1 or len(ranked) <= 1:
+        return list(ranked[: max(1, k)])
+    best = ranked[0][0]
+    chosen: list[tuple[float, State]] = []
+    taken: set[int] = set()
+    seen: set[tuple] = set()
+    for i, (c, st) in enumerate(ranked):
+        if len(chosen) >= k:
+            break
+        if chosen and math.isfinite(best) and best > 0 and c > max_ratio * best:
+            break
+        sig = tuple(d for d in st.decisions if d.func in heavy)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        chosen.append((c, st))
+        taken.add(i)
+    for i, cs in enumerate(ranked):
+        if len(chosen) >= k:
+            break
+        if i not in taken:
+            chosen.append(cs)
+    return sorted(chosen, key=lambda cs: cs[0])
+
+
 def _select(group: list[tuple[float, State]], beam: int, pass_index: int, blessed: set[tuple],
             keep_p: float, rng: random.Random) -> list[tuple[float, State]]:
     """The states of one group to expand: best first, with coarse-to-fine penalties and dropout."""
