@@ -7,6 +7,7 @@ a loop nest, emitted as Python source, or explained stage by stage.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -107,6 +108,8 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     ``weights``: a cost-model weights file (ours, ``.pt`` + ``.json``, or Halide's ``.weights``);
     default: the weights shipped in the package. The schedule is not applied until ``.apply()`` (or
     ``.loop_nest()``) is called, so the caller can compare candidates first.
+    ``time_budget_s``: a deadline for the whole call (introspection included): the beam stops early
+    enough to complete its best partial state greedily in time, and returns the best complete state.
     ``db``: a tuning database; when it holds a measured schedule of this pipeline (canonical hash),
     target and this machine, the fastest is returned without searching (``.record`` is set).
     CUDA targets (e.g. ``host-cuda``; no GPU needed to search) search the GPU space with the analytic
@@ -117,6 +120,7 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     from .dag import FunctionDAG
     from .state import State
 
+    started = time.perf_counter()  # the budget covers introspection and featurizer set-up too
     pipeline = as_pipeline(outputs)
     t = target if isinstance(target, hl.Target) else parse_target(target)
     gpu = bool(t.has_gpu_feature())
@@ -140,7 +144,8 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     # More finals than asked for, so the top-k can skip near-duplicates of the best (diverse_top_k).
     result = beam_search(initial, cost_fn, SearchOptions(beam_size=beam_size, passes=passes,
                                                          dropout=dropout, seed=seed,
-                                                         time_budget_s=time_budget_s,
+                                                         time_budget_s=max(
+                                                             0.0, time_budget_s - (time.perf_counter() - started)),
                                                          top_k=top_k if top_k <= 1 else max(64, 16 * top_k)))
     from .apply import schedule_source
     stage_costs = model.stage_costs(dag, result.best)

@@ -116,6 +116,7 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
     scored = 0
     blessed: set[tuple] = set()
     passes_run = 0
+    last_expand_s = single_expand_s = 0.0  # one group's expansion; one state's (greedy step)
     for p in range(max(1, opts.passes)):
         if time.perf_counter() - start > opts.time_budget_s and finals:
             break
@@ -130,7 +131,11 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                 pass_finals = sorted(group, key=lambda cs: cs[0])
                 break
             beam = _select(group, opts.beam_size, p, blessed, keep_p, rng)
-            if time.perf_counter() - start > opts.time_budget_s:
+            # The budget is a deadline: stop while the next expansion and the greedy completion
+            # of what is left (one state's children per remaining slot) still fit in it.
+            left = n_slots - len(beam[0][1].decisions) if beam else 0
+            reserve = last_expand_s + max(0, left) * max(single_expand_s, last_expand_s / max(1, len(beam)))
+            if time.perf_counter() - start + reserve > opts.time_budget_s:
                 timed_out = True
                 # Finish the best partial state greedily so something complete comes back.
                 done = _greedy_complete(beam[0][1], cost_fn)
@@ -138,6 +143,7 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                 scored += 1
                 pass_finals = [(c if math.isfinite(c) else math.inf, done)]
                 break
+            t_expand = time.perf_counter()
             children: list[State] = []
             seen: set[int] = set()
             for _, st in beam:
@@ -155,6 +161,9 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                 if not math.isfinite(c):
                     continue  # pruned by the cost function
                 frontier.setdefault(_slot_key(child, order), []).append((float(c), child))
+            last_expand_s = time.perf_counter() - t_expand
+            if len(beam) == 1:
+                single_expand_s = max(single_expand_s, last_expand_s)
         if pass_finals:
             best_cost = pass_finals[0][0]
             blessed = {_coarse(s) for c, s in pass_finals[: opts.beam_size] if c <= 1.2 * best_cost}
