@@ -142,11 +142,12 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
         model = CostModel.load(weights, parallelism=initial.space.parallelism)
     cost_fn = model.cost_fn(dag)
     # More finals than asked for, so the top-k can skip near-duplicates of the best (diverse_top_k).
-    result = beam_search(initial, cost_fn, SearchOptions(beam_size=beam_size, passes=passes,
-                                                         dropout=dropout, seed=seed,
-                                                         time_budget_s=max(
-                                                             0.0, time_budget_s - (time.perf_counter() - started)),
-                                                         top_k=top_k if top_k <= 1 else max(64, 16 * top_k)))
+    options = SearchOptions(beam_size=beam_size, passes=passes, dropout=dropout, seed=seed,
+                            time_budget_s=max(0.0, time_budget_s - (time.perf_counter() - started)),
+                            top_k=top_k if top_k <= 1 else max(64, 16 * top_k))
+    from cost_model.train import torch_threads
+    with torch_threads(1):  # the search runs on one core (the network's matrices are small)
+        result = beam_search(initial, cost_fn, options)
     from .apply import schedule_source
     stage_costs = model.stage_costs(dag, result.best)
     if top_k > 1:
