@@ -43,8 +43,7 @@ def run_schedule(spec: Any, sizes: dict, inputs: dict, source: str, target: hl.T
     row = time_pipeline(built, p, inputs, target, repeats=repeats)
     out = halide_pipelines.realize(built, inputs, target, pipeline=p)
     if reference is not None:
-        ok = all(np.allclose(o, r, rtol=spec.rtol, atol=spec.atol, equal_nan=True)
-                 for o, r in zip(out, reference))
+        ok = spec.outputs_match(out, reference)
         row["correct"] = bool(ok)
     row["_out"] = out
     return row
@@ -81,8 +80,7 @@ def bench_workload(spec: Any, sizes: dict, target: hl.Target, repeats: int, sear
                                      timeout_s=search_timeout, time_repeats=repeats)
             row = dict(found.extra["timing"])
             out = found.extra["outputs"]
-            row["correct"] = bool(all(np.allclose(o, r, rtol=spec.rtol, atol=spec.atol, equal_nan=True)
-                                      for o, r in zip(out, reference)))
+            row["correct"] = bool(spec.outputs_match(out, reference))
             row["search_s"] = found.search_time_s
         except ToolkitError as e:
             row = {"error": str(e)}

@@ -394,7 +394,7 @@ def hand_source(name: str, pipeline: hl.Pipeline) -> str:
 
 
 def _close(out: list[np.ndarray], ref: list[np.ndarray], spec: Any) -> bool:
-    return all(np.allclose(o, r, rtol=spec.rtol, atol=spec.atol, equal_nan=True) for o, r in zip(out, ref))
+    return spec.outputs_match(out, ref)
 
 
 def run_source(spec: Any, sizes: dict[str, int], inputs: dict[str, Any], source: str | Callable[[hl.Pipeline], str],

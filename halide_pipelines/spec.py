@@ -74,9 +74,28 @@ class PipelineSpec:
     rtol: float = 1e-4
     atol: float = 1e-4
     tags: tuple[str, ...] = ()
+    mismatch_fraction: float = 0.0
+    """Share of output values allowed outside rtol/atol: for workloads whose data-dependent lookups
+    flip when a schedule reorders float arithmetic (local_laplacian's LUT index: 0.01% of pixels at
+    default sizes, up to 674 levels apart, between compute_root and any other schedule, and as many
+    between compute_root and the numpy reference). 0 everywhere else."""
     flops_fn: Callable[..., float] | None = None
     default_schedule_ok: bool = True  # False when Halide's all-inline default is too slow to try
     torch_fn: Callable[..., Callable[[], Any]] | None = None
+
+    def outputs_match(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> bool:
+        """Every output equal to the reference within rtol/atol, but for ``mismatch_fraction`` of values."""
+        if len(outputs) != len(reference):
+            return False
+        for o, r in zip(outputs, reference):
+            o, r = np.asarray(o), np.asarray(r)
+            if o.shape != r.shape:
+                return False
+            close = np.isclose(o.astype(np.float64), r.astype(np.float64), rtol=self.rtol, atol=self.atol,
+                               equal_nan=True)
+            if close.size - np.count_nonzero(close) > self.mismatch_fraction * close.size:
+                return False
+        return True
 
     def torch_runner(self, inputs: Arrays, **sizes: int) -> Callable[[], Any] | None:
         """A zero-argument callable running the PyTorch equivalent (tensors prepared), for benchmarks."""

@@ -35,6 +35,7 @@ class Workload:
     atol: float
     keep: list[Any] = field(default_factory=list)  # Params that must outlive the pipeline
     bindings: list[tuple[Any, Any]] = field(default_factory=list)  # (ImageParam/Param/Parameter, value)
+    mismatch_fraction: float = 0.0  # PipelineSpec.mismatch_fraction
 
     def bind(self) -> None:
         """Bind the argument values to the pipeline's parameters (for ``Pipeline.realize``)."""
@@ -109,7 +110,7 @@ def load(c: Candidate, seed: int, cache: InputCache) -> Workload:
         values.append(hl.Buffer(np.ascontiguousarray(v)) if _is_buffer(a) else v)
         bindings.append((built.inputs[key_of[a.name]], values[-1]))
     return Workload(pipeline, arguments, values, output_buffers(built), spec.rtol, spec.atol,
-                    bindings=bindings)
+                    bindings=bindings, mismatch_fraction=spec.mismatch_fraction)
 
 
 def _is_buffer(a: Any) -> bool:

@@ -30,8 +30,9 @@ def output_arrays(c: Compiled) -> list[np.ndarray]:
 
 
 def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], rtol: float,
-            atol: float) -> str | None:
-    """None when every output matches the reference within tolerance; else what differs, one line."""
+            atol: float, mismatch_fraction: float = 0.0) -> str | None:
+    """None when every output matches the reference within tolerance (but for ``mismatch_fraction``
+    of its values, see ``PipelineSpec.mismatch_fraction``); else what differs, one line."""
     if len(outputs) != len(reference):
         return f"{len(outputs)} outputs, the reference has {len(reference)}"
     for i, (out, ref) in enumerate(zip(outputs, reference)):
@@ -41,8 +42,8 @@ def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], rtol
             continue  # exact workloads: the fast path
         a, b = out.astype(np.float64), ref.astype(np.float64)
         close = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-        if not close.all():
-            bad = int(close.size - np.count_nonzero(close))
+        bad = int(close.size - np.count_nonzero(close))
+        if bad > mismatch_fraction * close.size:
             where = tuple(int(j) for j in np.argwhere(~close)[0])
             return (f"output {i}: {bad} of {close.size} values differ from the compute_root reference "
                     f"(first at numpy index {where}: {float(a[where])!r} vs {float(b[where])!r}; rtol={rtol}, atol={atol})")

@@ -149,7 +149,7 @@ class _State:
                 outputs = timing.output_arrays(compiled)
                 if ref is not None:
                     w = compiled.workload
-                    mismatch = timing.compare(outputs, ref, w.rtol, w.atol)
+                    mismatch = timing.compare(outputs, ref, w.rtol, w.atol, w.mismatch_fraction)
                     if mismatch is not None:
                         return ("error", ErrorCode.WRONG_ANSWER.value, mismatch)
             self.note("time")

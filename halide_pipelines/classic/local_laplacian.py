@@ -215,4 +215,4 @@ LOCAL_LAPLACIAN = register(PipelineSpec(
     build_fn=build, inputs_fn=inputs, reference_fn=reference,
     default_sizes={"width": 1536, "height": 2560, "pyramid_levels": 8},
     test_sizes={"width": 40, "height": 32, "pyramid_levels": 4},
-    rtol=0, atol=1, tags=("classic",), default_schedule_ok=False))
+    rtol=0, atol=1, mismatch_fraction=1e-3, tags=("classic",), default_schedule_ok=False))
