@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE))
 import halide as hl  # noqa: E402
 
 import halide_pipelines  # noqa: E402
-from autoscheduler.api import autoschedule  # noqa: E402
-from autoscheduler.measure import Candidate, MeasureOptions, measure_batch  # noqa: E402
+from autoscheduler.api import autoschedule, measure_candidates  # noqa: E402
+from autoscheduler.tune.task import task_for  # noqa: E402
 import baselines as base_bench  # noqa: E402
 import peak  # noqa: E402
 
@@ -45,15 +45,12 @@ def ours_rows(spec: Any, sizes: dict, inputs: dict, reference: list, target: hl.
     row.update(search_s=search_s, predicted=sched.predicted_cost)
     rows["ours"] = row
     if top > 1:
-        cands = [Candidate(spec.name, sizes, c.source, target=str(target), predicted_cost=c.predicted_cost)
-                 for c in sched.candidates]
         t1 = time.perf_counter()
-        results = measure_batch(cands, MeasureOptions(n_samples=3, min_sample_s=0.05, progress=False,
-                                                      max_consecutive_errors=0))
+        measured = measure_candidates(task_for(spec, str(target), sizes=sizes), sched)
         measure_s = time.perf_counter() - t1
-        ok = [(r.statistic, i) for i, r in enumerate(results) if r.ok and r.statistic is not None]
-        if ok:
-            best = min(ok)[1]
+        results = measured.measurements
+        if any(r.ok for r in results):
+            best = measured.picked
             r2 = base_bench.run_schedule(spec, sizes, inputs, sched.candidates[best].source, target,
                                          repeats, reference)
             r2.pop("_out")

@@ -51,6 +51,7 @@ import halide as hl  # noqa: E402
 
 import halide_pipelines  # noqa: E402
 from autoscheduler import baselines, schedules  # noqa: E402
+from autoscheduler.measure.timing import compare  # noqa: E402
 from autoscheduler.dag import FunctionDAG  # noqa: E402
 from autoscheduler.errors import ToolkitError  # noqa: E402
 from autoscheduler.ir import nodes as ir  # noqa: E402
@@ -394,7 +395,7 @@ def hand_source(name: str, pipeline: hl.Pipeline) -> str:
 
 
 def _close(out: list[np.ndarray], ref: list[np.ndarray], spec: Any) -> bool:
-    return spec.outputs_match(out, ref)
+    return compare(out, ref, spec.rtol, spec.atol, spec.mismatch_fraction) is None
 
 
 def run_source(spec: Any, sizes: dict[str, int], inputs: dict[str, Any], source: str | Callable[[hl.Pipeline], str],

@@ -83,20 +83,6 @@ class PipelineSpec:
     default_schedule_ok: bool = True  # False when Halide's all-inline default is too slow to try
     torch_fn: Callable[..., Callable[[], Any]] | None = None
 
-    def outputs_match(self, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> bool:
-        """Every output equal to the reference within rtol/atol, but for ``mismatch_fraction`` of values."""
-        if len(outputs) != len(reference):
-            return False
-        for o, r in zip(outputs, reference):
-            o, r = np.asarray(o), np.asarray(r)
-            if o.shape != r.shape:
-                return False
-            close = np.isclose(o.astype(np.float64), r.astype(np.float64), rtol=self.rtol, atol=self.atol,
-                               equal_nan=True)
-            if close.size - np.count_nonzero(close) > self.mismatch_fraction * close.size:
-                return False
-        return True
-
     def torch_runner(self, inputs: Arrays, **sizes: int) -> Callable[[], Any] | None:
         """A zero-argument callable running the PyTorch equivalent (tensors prepared), for benchmarks."""
         return None if self.torch_fn is None else self.torch_fn(inputs, **self.sizes(**sizes))
