@@ -13,7 +13,7 @@ from autoscheduler.errors import ScheduleError
 from autoscheduler.state import (DECISION_KINDS, SITE_LEVELS, UNROLL_LIMIT, IllegalDecisionError, InnerTile,
                                  Kernel, Layout, LoopRef, OuterTile, Place, RFactor, State, Wrap,
                                  decision_from_dict, random_state)
-from autoscheduler.state.tilings import tile_counts
+from autoscheduler.state.tilings import inner_options, tile_counts
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"   # fixed natural vector widths: 8 x f32, 32 x u8
 
@@ -80,6 +80,23 @@ def test_tile_counts_are_powers_of_two_three_and_near_divisors():
         assert 1 in ks and len(ks) <= 8
         for k in ks:
             assert k < units and (units % k == 0 or -(-units // k) * k * 7 <= units * 8)
+
+
+def test_reduction_kernels_may_tile_two_row_dimensions():
+    # a pooled binary conv reduces into a 2x2 window of outputs per channel vector: the register
+    # tile unrolls both window dimensions around the vector (Adams2019's unroll(x).unroll(y))
+    opts = inner_options(5, 1, [0, 1, 2, 3], {0: 64, 1: 2, 2: 2, 3: 1}, 16, False, True)
+    kernels = [d.unroll for d in opts if isinstance(d, Kernel) and d.vector_dim == 0]
+    assert ((1, 2), (2, 2)) in kernels and ((0, 2), (1, 2), (2, 2)) in kernels
+    for d in opts:
+        prod = 1
+        for dim, k in d.unroll:
+            assert k <= {0: 4, 1: 2, 2: 2, 3: 1}[dim] or dim == d.vector_dim
+            prod *= k
+        assert prod <= UNROLL_LIMIT
+    # a stage without RVars keeps one row dimension (an InnerTile's unrolled rows need no Kernel)
+    pure = inner_options(5, 0, [0, 1, 2, 3], {0: 64, 1: 2, 2: 2, 3: 1}, 16, False, False)
+    assert all(sum(dim != d.vector_dim for dim, _ in d.unroll) <= 1 for d in pure)
 
 
 def test_children_of_initial_state_conv_layer():

@@ -14,6 +14,7 @@ from .decisions import UNROLL_LIMIT, InnerTile, Kernel, OuterTile
 
 ROW_FACTORS = (2, 3, 4, 6, 8)        # unrolled rows of a register tile
 VECTOR_FACTORS = (1, 2, 4)           # vectors per register tile along the vector dimension
+TWO_ROW_FACTORS = (2, 3, 4)          # rows per dimension of a two-dimensional reduction register tile
 MAX_PER_DIM = 8                      # tile sizes offered per dimension
 MAX_OUTER = 24                       # outer tilings offered per stage
 MAX_TASK_FACTOR = 16                 # tasks between parallelism and 16x parallelism (Adams2019)
@@ -82,6 +83,29 @@ def inner_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
                 unroll = tuple(sorted(([(v, m)] if m > 1 else []) + ([(d2, k)] if d2 is not None else [])))
                 out.append(Kernel(func, stage, v, w, unroll) if has_rvars
                            else InnerTile(func, stage, v, w, unroll))
+        if has_rvars:
+            out += _two_row_kernels(func, stage, dims, extents, v, w)
+    return out
+
+
+def _two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], v: int,
+                     w: int) -> list[Union[InnerTile, Kernel]]:
+    """Reduction register tiles over two non-vector dimensions (a 2x2 block of a pooled conv's
+    outputs, say: Adams2019 unrolls such small consumer windows). Each dimension takes a factor of
+    2 to 4 that it can hold, the vector dimension one or two vectors, all within the unroll limit."""
+    out: list[Union[InnerTile, Kernel]] = []
+    others = [d for d in dims if d != v]
+    for i, d2 in enumerate(others):
+        for d3 in others[i + 1:]:
+            for k2 in TWO_ROW_FACTORS:
+                for k3 in TWO_ROW_FACTORS:
+                    if k2 > extents[d2] or k3 > extents[d3]:
+                        continue
+                    for m in (1, 2):
+                        if m * k2 * k3 > UNROLL_LIMIT or (m > 1 and (w == 1 or extents[v] < m * w)):
+                            continue
+                        unroll = tuple(sorted(([(v, m)] if m > 1 else []) + [(d2, k2), (d3, k3)]))
+                        out.append(Kernel(func, stage, v, w, unroll))
     return out
 
 
