@@ -277,3 +277,56 @@ def test_incomplete_states_and_other_pipelines_are_refused():
     other = halide_pipelines.get("conv_layer")
     with pytest.raises(ScheduleError, match="apply it to the same algorithm"):
         check_pipeline(done, other.build(**other.test_sizes).pipeline())
+
+
+def _sub_tiled_state(name: str, sizes: dict[str, int], target: str) -> State:
+    """A state of workload ``name`` whose output has a sub-tiled task grid (``OuterTile.sub``), with
+    its first producer computed at a sub-tile loop and stored at the task (a sliding window when
+    legal) and every other decision the first option offered."""
+    dag = FunctionDAG.from_pipeline(halide_pipelines.get(name).build(**sizes).pipeline())
+    state = State.initial(dag, target, parallelism=2)
+    out = state.slot[1]
+    while state.slot is not None:
+        opts = state.options()
+        pick = opts[0]
+        if state.slot == ("outer", out, 0):
+            pick = next(d for d in opts if getattr(d, "sub", ()) and len(d.sub) == 2)
+        elif state.slot[0] == "place" and state.slot[1] != out:
+            at_sub = [d for d in opts if getattr(d, "at", None) is not None and d.at.func == out
+                      and d.at.level == "outer"]
+            if at_sub:
+                pick = at_sub[-1]
+        state = state.apply(pick)
+    return state
+
+
+@pytest.mark.parametrize("name", ["blur", "harris"])
+def test_sub_tiled_schedules_compute_the_reference(name):
+    """Sub-tiles (a serial tile level inside each parallel task) compile and reproduce the
+    compute_root output, at the test sizes and at odd sizes smaller than a task tile."""
+    spec = halide_pipelines.get(name)
+    target = fast_target()
+    sizes = spec.sizes(**spec.test_sizes)
+    state = _sub_tiled_state(name, sizes, target)
+    out_f = state.space.order[0]
+    sub = state.outer(out_f, 0).sub
+    assert len(sub) == 2 and state.outer(out_f, 0).parallel
+    placed_at_sub = [f for f in state.space.order
+                     if (p := state.placement(f)) is not None and p.at is not None and p.at.level == "outer"]
+    assert placed_at_sub, "some producer is computed at a sub-tile loop"
+    # the sub-tile loops are in the loop nest, inside the parallel loop
+    plan = state.plan(out_f, 0)
+    levels = [l.level for l in plan.loops]
+    assert levels.count("outer") == 2 and levels.index("outer") < levels.index("parallel")
+    # a trace with sub-tiles replays through JSON
+    again = State.from_json(state.space.dag, state.to_json(), target, 2)
+    assert again.decisions == state.decisions
+    for sz in (sizes, {k: v * 2 // 3 + 1 for k, v in sizes.items()}):
+        inputs = spec.make_inputs(0, **sz)
+        ref = root_outputs(spec, sz, inputs, hl.Target(target))
+        built = spec.build(**sizes)
+        p = built.pipeline()
+        apply_state(state, p, schedule_source(state))
+        run = dataclasses.replace(built, output_shapes=spec.build(**sz).output_shapes)
+        out = halide_pipelines.realize(run, inputs, hl.Target(target), pipeline=p)
+        assert not _close(out, ref, spec.rtol, spec.atol), f"{name} at {sz}"

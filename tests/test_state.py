@@ -345,3 +345,27 @@ def test_random_states_keep_the_rules(name):
                 assert unrolled <= UNROLL_LIMIT
                 if plan.vectorize is not None:
                     assert plan.loops[0].level == "vector"
+
+
+def test_sub_tiles_are_checked_and_round_trip():
+    dag = _dag("blur")
+    s = State.initial(dag, AVX2, parallelism=2)
+    out = s.slot[1]
+    s = s.apply(s.options()[0])                       # root
+    s = s.apply(InnerTile(out, 0, 0, 8, ()))
+    ext = s._extents(out, 0)
+    # legal: a task grid over rows with sub-tiles of 16 columns x 4 rows
+    rows = ext[1] // 2
+    legal = OuterTile(out, 0, ((1, rows),), True, ((0, 16), (1, 4) if rows % 4 == 0 else (1, rows // 2)))
+    if rows % 4 and rows % 2:
+        legal = OuterTile(out, 0, ((1, rows),), True, ((0, 16),))
+    assert s.apply(legal).plan(out, 0) is not None
+    d = legal.to_dict()
+    assert decision_from_dict(json.loads(json.dumps(d))) == legal
+    assert "sub" not in OuterTile(out, 0, ((1, rows),), True).to_dict()   # old traces hash the same
+    with pytest.raises(IllegalDecisionError, match="multiple of its register tile"):
+        s.apply(OuterTile(out, 0, ((1, rows),), True, ((0, 12),)))
+    with pytest.raises(IllegalDecisionError, match="smaller than"):
+        s.apply(OuterTile(out, 0, ((1, rows),), True, ((1, rows),)))
+    with pytest.raises(IllegalDecisionError, match="parallel tasks of a root"):
+        s.apply(OuterTile(out, 0, ((1, rows),), False, ((0, 16),)))

@@ -333,7 +333,8 @@ class Featurizer:
         tiles = dict(out.tiles) if out is not None else {}
         parallel = bool(out.parallel and out.tiles) if out is not None else False
         return ChainSpec(vd, width, unroll, tiles, parallel, cuts, self._storage_dim(state, f), kernel,
-                         force_parallel_level=force_parallel and not parallel)
+                         force_parallel_level=force_parallel and not parallel,
+                         sub=dict(out.sub) if out is not None else None)
 
     def _force_parallel(self, state: State, f: int, s: int) -> bool:
         """Adams2019 parallelises all stages of a root Func with one task grid: a stage whose own

@@ -253,11 +253,12 @@ class ChainSpec:
     at (keys ``(level, dim)`` as in ``LoopRef``)."""
 
     __slots__ = ("vector_dim", "width", "unroll", "tiles", "parallel", "cuts", "storage_dim", "kernel",
-                 "force_parallel_level", "rfactor")
+                 "force_parallel_level", "rfactor", "sub")
 
     def __init__(self, vector_dim: Optional[int], width: int, unroll: dict[int, int], tiles: dict[int, int],
                  parallel: bool, cuts: set[tuple[str, int]], storage_dim: int, kernel: bool = False,
-                 force_parallel_level: bool = False, rfactor: Optional["RFactorChain"] = None) -> None:
+                 force_parallel_level: bool = False, rfactor: Optional["RFactorChain"] = None,
+                 sub: Optional[dict[int, int]] = None) -> None:
         self.vector_dim = vector_dim
         self.width = width
         self.unroll = unroll
@@ -268,6 +269,7 @@ class ChainSpec:
         self.kernel = kernel
         self.force_parallel_level = force_parallel_level
         self.rfactor = rfactor
+        self.sub = sub or {}
 
 
 # one level of a chain template: (sizes, parallel, cut key, unrolled, own bound, memo key, innermost)
@@ -283,7 +285,7 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
     st = ad.nodes[f].stages[s]
     mk = (site.key, f, s, spec.vector_dim, spec.width, tuple(sorted(spec.unroll.items())),
           tuple(sorted(spec.tiles.items())), spec.parallel, frozenset(spec.cuts), spec.storage_dim,
-          spec.force_parallel_level, spec.rfactor)
+          spec.force_parallel_level, spec.rfactor, tuple(sorted(spec.sub.items())))
     memo = ad.chain_memo
     tmpl = memo.get(mk)
     if tmpl is None:
@@ -360,7 +362,7 @@ def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
         inner += [(i, ext[i], None) for i in rvar_idx]
     for i in pure_idx:
         d = st.pure_dims[i]
-        t = spec.tiles.get(d)
+        t = spec.sub.get(d, spec.tiles.get(d))
         if t is not None:
             if t == unit[i]:
                 continue
@@ -369,6 +371,14 @@ def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
             inner.append((i, ceil_div(max(ext[i], 1), unit[i]), ("inner", d)))
     if inner or not has_unroll:
         groups.append(("I", inner))
+    if spec.sub:    # the serial sub-tile level inside a task (``OuterTile.sub``)
+        sub_ents: list[Entry] = []
+        for i in pure_idx:
+            d = st.pure_dims[i]
+            if d in spec.sub:
+                span = spec.tiles[d] if d in spec.tiles else max(ext[i], 1)
+                sub_ents.append((i, ceil_div(span, spec.sub[d]), ("outer", d)))
+        groups.append(("S", sub_ents))
     outer: list[Entry] = [(i, ceil_div(max(ext[i], 1), spec.tiles[st.pure_dims[i]]), ("outer", st.pure_dims[i]))
                           for i in pure_idx if st.pure_dims[i] in spec.tiles]
     if spec.parallel:

@@ -138,17 +138,27 @@ class OuterTile:
     """The tiling of one stage outside its inner loops: ``tiles`` = ((dim, extent), ...) splits each
     listed pure dimension into tiles of ``extent`` points (a multiple of its register tile; extent
     equal to the register tile makes the dimension's whole loop an outer loop). With ``parallel``
-    (root Funcs only) the outer tile loops are fused into one parallel task loop."""
+    (root Funcs only) the outer tile loops are fused into one parallel task loop.
+
+    ``sub`` (CPU, parallel root stages only) = ((dim, extent), ...) adds a serial tile level inside
+    each task: the listed dimensions (tiled or not) are cut into sub-tiles of ``extent`` points (a
+    multiple of the register tile, dividing the task tile), whose loops producers may be computed
+    and stored at. This is Adams2019's third tiling level, which stencil chains need: a task tile
+    wide enough for few tasks, and producers computed per sub-tile small enough for the caches."""
 
     func: int
     stage: int
     tiles: tuple[tuple[int, int], ...] = ()
     parallel: bool = False
+    sub: tuple[tuple[int, int], ...] = ()
     kind: ClassVar[str] = "outer"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "func": self.func, "stage": self.stage,
-                "tiles": [list(t) for t in self.tiles], "parallel": self.parallel}
+        d: dict[str, Any] = {"kind": self.kind, "func": self.func, "stage": self.stage,
+                             "tiles": [list(t) for t in self.tiles], "parallel": self.parallel}
+        if self.sub:   # only when set: traces (and their hashes) without sub-tiles stay as they were
+            d["sub"] = [list(t) for t in self.sub]
+        return d
 
 
 @dataclass(frozen=True)
@@ -235,7 +245,7 @@ def decision_from_dict(d: dict[str, Any]) -> Decision:
                           _pairs(d["unroll"]))
         if kind == "outer":
             return OuterTile(int(d["func"]), int(d["stage"]), _pairs(d.get("tiles", ())),
-                             bool(d.get("parallel", False)))
+                             bool(d.get("parallel", False)), _pairs(d.get("sub", ())))
         if kind == "rfactor":
             return RFactor(int(d["func"]), int(d["stage"]), int(d["rvar"]), int(d["factor"]),
                            bool(d.get("atomic", False)))

@@ -5,13 +5,15 @@ dimension), unroll factor ``u`` and register tile ``r = u * V``, and an optional
 (a multiple of ``r``), the loops are, outermost first::
 
     d_o   (outer tile loop, ceil(E / T) iterations)           only with an outer tile
-    d_i   (register tiles inside the tile: T / r, or ceil(E / r) without an outer tile)
+    d_s   (sub-tile loop inside a task: T / S, or ceil(E / S)) only with a sub-tile S (``OuterTile.sub``)
+    d_i   (register tiles inside the (sub-)tile: S / r, T / r, or ceil(E / r) without an outer tile)
     d_u   (unrolled, u)                                        only with u > 1
     d_v   (vectorised, V)                                      only for the vector dimension
 
 and the stage's loops are ordered, innermost first: the vector loop, the unrolled loops (vector
-dimension first), the RVars (serial, in their RDom order), the ``d_i`` loops, the ``d_o`` loops (for
-a parallel root Func fused into one parallel task loop). Splits are outer-first, so every split after
+dimension first), the RVars (serial, in their RDom order), the ``d_i`` loops, the ``d_s`` loops
+(level ``outer``: serial, sites for producers), the ``d_o`` loops (for a parallel root Func fused
+into one parallel task loop). Splits are outer-first, so every split after
 the first one of a dimension is exact and only the first carries a tail.
 
 Halide names: the unsplit loop keeps the Func's argument name; derived loops are named from a base
@@ -54,7 +56,7 @@ RFACTOR_THREADS = 256   # threads per block of the rfactor kernels
 MAX_GRID_YZ = 65535     # CUDA's limit on the 2nd and 3rd grid dimensions
 
 _AUTO_NAME = re.compile(r"^v\d+$")
-_SUFFIXES = ("_o", "_i", "_u", "_v", "_r", "_par")
+_SUFFIXES = ("_o", "_s", "_i", "_u", "_v", "_r", "_par")
 _RESERVED = {"hl", "pipeline"}
 
 
@@ -157,6 +159,7 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
     args = node.args
     unroll = dict(inner.unroll)
     tiles = dict(outer.tiles)
+    subs = dict(outer.sub)
     extents = {l.pure_dim: bounds[j].extent for j, l in enumerate(stage.loops) if not l.rvar}
     dims = [l.pure_dim for l in stage.pure_loops]
     rvar_index = {rv.var: k for k, rv in enumerate(stage.definition.rvars)}
@@ -168,6 +171,7 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
     inner_loops: list[LoopInfo] = []
     thread_loops: list[LoopInfo] = []
     outer_loops: list[LoopInfo] = []
+    sub_loops: list[LoopInfo] = []
     outer_level = LEVEL_BLOCK if gpu == GPU_KERNEL else LEVEL_OUTER
     for d in dims:
         a, b, e = args[d], bases[d], max(extents.get(d, 1), 1)
@@ -189,6 +193,18 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
                 splits.append(Split(a, f"{b}_o", f"{b}_i", t, tail))
                 outer_loops.append(LoopInfo(f"{b}_o", outer_level, d, -1, _ceil_div(e, t)))
                 cur = f"{b}_i"
+        sub = subs.get(d)
+        if sub is not None and cur is not None:
+            # the serial sub-tile level inside a task: exact inside a task tile, the first split
+            # (with the stage's tail) of an untiled dimension
+            if t is not None:
+                splits.append(Split(cur, f"{b}_s", cur, sub, TAIL_GUARD))
+                sub_loops.append(LoopInfo(f"{b}_s", LEVEL_OUTER, d, -1, t // sub, tile_extent=t // sub))
+            else:
+                splits.append(Split(a, f"{b}_s", f"{b}_i", sub, tail))
+                sub_loops.append(LoopInfo(f"{b}_s", LEVEL_OUTER, d, -1, _ceil_div(e, sub)))
+                cur = f"{b}_i"
+            t = sub
         if cur is not None:
             if r > 1:
                 splits.append(Split(cur, cur, reg, r, tail if cur == a else TAIL_GUARD))
@@ -208,7 +224,7 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
 
     rvars = [LoopInfo(l.var, LEVEL_RVAR, -1, rvar_index.get(l.var, -1), bounds[j].extent)
              for j, l in enumerate(stage.loops) if l.rvar]
-    loops = vec_loop + vec_unroll + unrolled + rvars + inner_loops + thread_loops + outer_loops
+    loops = vec_loop + vec_unroll + unrolled + rvars + inner_loops + thread_loops + sub_loops + outer_loops
     order = tuple(l.var for l in loops)
 
     # Halide's order after the splits alone: each split puts (inner, outer) where old was.

@@ -19,6 +19,10 @@ MAX_PER_DIM = 8                      # tile sizes offered per dimension
 MAX_OUTER = 24                       # outer tilings offered per stage
 MAX_TASK_FACTOR = 16                 # tasks between parallelism and 16x parallelism (Adams2019)
 MAX_IDLE_WASTAGE = 1.2
+SUB_GRIDS = 4                        # task grids (the fewest tasks) offered with sub-tiles
+SUB_SIZES = 3                        # sub-tile sizes per dimension
+MAX_SUB = 16                         # sub-tiled task grids offered per stage
+SUB_COUNTS = (2, 4, 8, 16, 32)       # register tiles per sub-tile along a dimension
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -110,11 +114,13 @@ def _two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[i
 
 
 def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int],
-                  reg: dict[int, int], parallel_root: bool, parallelism: int) -> list[OuterTile]:
+                  reg: dict[int, int], parallel_root: bool, parallelism: int,
+                  sub: bool = False) -> list[OuterTile]:
     """Outer tilings. A root Func (with parallelism > 1) gets task grids with between
     ``parallelism`` and 16x as many tasks, least idle-core wastage first (Adams2019's rule; the
     grids closest to ``parallelism`` when none fits, serial when nothing splits); a Func computed at
-    a consumer's loop gets no tiling or serial tilings of one or two dimensions."""
+    a consumer's loop gets no tiling or serial tilings of one or two dimensions. With ``sub``, a root
+    Func's grids are also offered with sub-tiles (``sub_options``)."""
     per_dim: dict[int, list[Optional[int]]] = {}
     for d in dims:
         units = _ceil_div(max(extents[d], 1), reg[d])
@@ -148,12 +154,49 @@ def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
             some.sort(key=lambda c: (abs(math.log(tasks(c) / p)), c))
             chosen = some[:4]
         if chosen:
-            return [OuterTile(func, stage, c, True) for c in chosen]
+            out = [OuterTile(func, stage, c, True) for c in chosen]
+            return out + (sub_options(func, stage, dims, extents, reg, chosen) if sub else [])
         return [OuterTile(func, stage, (), False)]
     small = [c for c in combos if len(c) <= 2 and tasks(c) > 1]
     small.sort(key=lambda c: (len(c), tasks(c), c))
     chosen = [small[i] for i in _spread_indices(len(small), MAX_OUTER - 1)]
     return [OuterTile(func, stage, (), False)] + [OuterTile(func, stage, c, False) for c in chosen]
+
+
+def sub_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], reg: dict[int, int],
+                grids: Sequence[tuple[tuple[int, int], ...]]) -> list[OuterTile]:
+    """Task grids with a serial sub-tile level inside each task (``OuterTile.sub``): for the
+    ``SUB_GRIDS`` grids with the fewest (largest) tasks, sub-tiles of the innermost dimension or of
+    the two innermost ones, ``SUB_SIZES`` sizes each (``SUB_COUNTS`` register tiles: sub-tiles of
+    cache size, at least two per task). At most ``MAX_SUB`` of them, evenly spread."""
+    sub_dims = [d for d in dims if extents[d] > 1][:2]
+    combos: list[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = []
+    for grid in sorted(grids, key=lambda g: _tasks(g, extents))[:SUB_GRIDS]:
+        tiles = dict(grid)
+        per_dim: dict[int, list[int]] = {}
+        for d in sub_dims:
+            span = tiles.get(d, extents[d])
+            units = span // reg[d] if d in tiles else _ceil_div(span, reg[d])
+            ks = [k for k in SUB_COUNTS if k < units and (d not in tiles or units % k == 0)]
+            per_dim[d] = _spread(ks, SUB_SIZES)
+        # one dimension: only the innermost (a sub-tile of the outer one alone is what computing
+        # at its register-tile loop already does, with a taller tile: nothing new, and it misled
+        # the model on unsharp and bilateral_grid)
+        choices: list[tuple[tuple[int, int], ...]] = (
+            [((sub_dims[0], k * reg[sub_dims[0]]),) for k in per_dim[sub_dims[0]]] if sub_dims else [])
+        if len(sub_dims) == 2:
+            a, b = sub_dims
+            choices += [((a, ka * reg[a]), (b, kb * reg[b])) for ka in per_dim[a] for kb in per_dim[b]]
+        combos += [(_tasks(grid, extents), grid, c) for c in choices]
+    picked = [combos[i] for i in _spread_indices(len(combos), MAX_SUB)]
+    return [OuterTile(func, stage, grid, True, tuple(sorted(sub))) for _, grid, sub in picked]
+
+
+def _tasks(tiles: Sequence[tuple[int, int]], extents: dict[int, int]) -> int:
+    n = 1
+    for d, t in tiles:
+        n *= _ceil_div(extents[d], t)
+    return n
 
 
 def _pow2_at_least(n: int) -> int:
