@@ -145,3 +145,25 @@ def test_step_loads_count_vectors_broadcasts_and_gathers(conv):
     assert step_loads(s, c, 1, Kernel(c, 1, 0, 16, ((0, 4), (1, 3)))) == 4 + 3
     # vectorised along x: the filter is broadcast, the input (channels innermost) gathered lane by lane
     assert step_loads(s, c, 1, InnerTile(c, 1, 1, 16, ())) == 1 + 16
+
+
+def test_root_reduction_with_constant_tiles_keeps_its_accumulators_in_registers(conv):
+    """A root Func split with RoundUp tails has a constant register tile at loop-invariant
+    addresses around its RVar loop: its kernel counts as in registers although the Func spans many
+    tiles. With GuardWithIf tails (conv here: it reads the input, which RoundUp could overrun) the
+    guards inside the tile keep the accumulators in memory."""
+    dag, relu, c = conv
+    s = State.initial(dag, AVX512, 2).apply(Place(relu, "root"))
+    s = s.apply(InnerTile(relu, 0, 0, 16, ())).apply(OuterTile(relu, 0, ((2, 8),), True))
+    s = s.apply(Place(c, "root"))
+    s = s.apply(InnerTile(c, 0, 0, 16, ())).apply(OuterTile(c, 0, ((2, 8),), True))
+    s = s.apply(Kernel(c, 1, 0, 16, ((0, 2), (1, 6))))
+    assert s.space.tail[c] == "GuardWithIf"
+    t = stage_terms(s, c, 1)
+    assert t is not None and t.accumulators == 12 and not t.in_registers and t.factor >= 2.0
+    s.space.tail[c] = "RoundUp"     # as for an internal Func that reads no input
+    try:
+        t = stage_terms(s, c, 1)
+        assert t is not None and t.accumulators == 12 and t.in_registers and t.factor == 1.0
+    finally:
+        s.space.tail[c] = "GuardWithIf"
