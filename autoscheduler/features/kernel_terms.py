@@ -32,7 +32,8 @@ import numpy as np
 from ..ir.nodes import Call, Load, Variable, walk
 from ..state import Kernel, State
 from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT,
-                               WHERE_INLINE)
+                               WHERE_INLINE, WHERE_ROOT)
+from ..state.plan import TAIL_ROUND_UP
 
 FLOAT_LATENCY = 4        # cycles of a dependent FMA / float add chain (Skylake..Sapphire Rapids)
 INT_LATENCY = 1          # integer add chains
@@ -108,9 +109,6 @@ def stage_terms(state: State, f: int, s: int) -> KernelTerms | None:
     return _terms(acc, in_regs, _latency(state, f), step_loads(state, f, s, inner))
 
 
-ROOT_TILES_IN_REGISTERS = True
-
-
 def constant_root_tiles(state: State, f: int) -> bool:
     """A root Func split with RoundUp tails (not an output, no input it could read past): each
     register tile has constant extents and loop-invariant addresses across the RVar loop inside
@@ -119,8 +117,7 @@ def constant_root_tiles(state: State, f: int) -> bool:
     4 ms faster than the same kernel at its consumer's register tile, which the stored-every-step
     assumption priced 1.7x slower."""
     p = state.placement(f)
-    return (ROOT_TILES_IN_REGISTERS and p is not None and p.where == "root"
-            and state.space.tail[f] == "RoundUp")
+    return p is not None and p.where == WHERE_ROOT and state.space.tail[f] == TAIL_ROUND_UP
 
 
 def _latency(state: State, f: int) -> int:

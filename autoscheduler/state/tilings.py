@@ -99,17 +99,14 @@ def _two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[i
     2 to 4 that it can hold, the vector dimension one or two vectors, all within the unroll limit."""
     out: list[Union[InnerTile, Kernel]] = []
     others = [d for d in dims if d != v]
-    for i, d2 in enumerate(others):
-        for d3 in others[i + 1:]:
-            for k2 in TWO_ROW_FACTORS:
-                for k3 in TWO_ROW_FACTORS:
-                    if k2 > extents[d2] or k3 > extents[d3]:
-                        continue
-                    for m in (1, 2):
-                        if m * k2 * k3 > UNROLL_LIMIT or (m > 1 and (w == 1 or extents[v] < m * w)):
-                            continue
-                        unroll = tuple(sorted(([(v, m)] if m > 1 else []) + [(d2, k2), (d3, k3)]))
-                        out.append(Kernel(func, stage, v, w, unroll))
+    pairs = [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
+    for (d2, d3), k2, k3, m in itertools.product(pairs, TWO_ROW_FACTORS, TWO_ROW_FACTORS, (1, 2)):
+        if k2 > extents[d2] or k3 > extents[d3] or m * k2 * k3 > UNROLL_LIMIT:
+            continue
+        if m > 1 and (w == 1 or extents[v] < m * w):
+            continue
+        unroll = tuple(sorted(([(v, m)] if m > 1 else []) + [(d2, k2), (d3, k3)]))
+        out.append(Kernel(func, stage, v, w, unroll))
     return out
 
 
@@ -132,10 +129,7 @@ def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
             combos.append(tiles)
 
     def tasks(tiles: tuple[tuple[int, int], ...]) -> int:
-        n = 1
-        for d, t in tiles:
-            n *= _ceil_div(extents[d], t)
-        return n
+        return _tasks(tiles, extents)
 
     if parallel_root and parallelism > 1:
         p = parallelism
