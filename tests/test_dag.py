@@ -405,3 +405,21 @@ def test_bundled_workloads_build(case):
     for e in dag.edges:
         assert len(e.footprint_at_estimates) == e.producer.dimensions
         assert e.calls >= len(e.call_sites) >= 1
+
+
+def test_constant_extents_tell_rdom_sized_funcs_from_output_sized_ones():
+    """``a1`` of the autoencoder training step is sized by its RDoms (hidden x batch): constant
+    extents, a constant-size allocation in Halide's lowered statement. The adjoint of ``h3`` is
+    sized along its feature dimension by the updated weights' output buffer: a run-time extent
+    there, its batch dimension (an RDom) constant. Outputs are run-time in every dimension."""
+    import halide_pipelines
+    spec = halide_pipelines.get("ae_train_step")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+    const = dag.constant_extents()
+    by_name = {n.name.split("$")[0] + ("_adj" if "_d_def__" in n.name else ""): n.index for n in dag.nodes}
+    assert const[by_name["a1"]] == (True, True)
+    assert const[by_name["h3_adj"]] == (False, True)
+    assert const[by_name["W1_new"]] == (False, False)
+    # the nodes' own bounds are untouched by the analysis
+    assert [s.extent for s in dag.node(next(n.name for n in dag.nodes if n.name.startswith("a1$"))).region_computed] == \
+        [spec.test_sizes["d_hidden"], spec.test_sizes["batch"]]

@@ -11,6 +11,8 @@ import re
 import numpy as np
 import pytest
 
+import halide as hl
+
 import halide_pipelines
 from autoscheduler.api import autoschedule
 from autoscheduler.cost import CostModel
@@ -149,21 +151,68 @@ def test_step_loads_count_vectors_broadcasts_and_gathers(conv):
 
 def test_root_reduction_with_constant_tiles_keeps_its_accumulators_in_registers(conv):
     """A root Func split with RoundUp tails has a constant register tile at loop-invariant
-    addresses around its RVar loop: its kernel counts as in registers although the Func spans many
-    tiles. With GuardWithIf tails (conv here: it reads the input, which RoundUp could overrun) the
-    guards inside the tile keep the accumulators in memory."""
+    addresses around its RVar loop. With GuardWithIf tails (conv here: it reads the input, which
+    RoundUp could overrun) the guards inside the tile keep the accumulators in memory; with RoundUp
+    tails a tile unrolled along the stored-innermost dimension only stays in registers, but one
+    that also unrolls rows does not: conv is sized by the output, so its row stride is a run-time
+    value and LLVM cannot tell the rows apart."""
     dag, relu, c = conv
+    assert dag.constant_extents()[c] == (False, False, False, False)
     s = State.initial(dag, AVX512, 2).apply(Place(relu, "root"))
     s = s.apply(InnerTile(relu, 0, 0, 16, ())).apply(OuterTile(relu, 0, ((2, 8),), True))
     s = s.apply(Place(c, "root"))
     s = s.apply(InnerTile(c, 0, 0, 16, ())).apply(OuterTile(c, 0, ((2, 8),), True))
-    s = s.apply(Kernel(c, 1, 0, 16, ((0, 2), (1, 6))))
+    rows = s.apply(Kernel(c, 1, 0, 16, ((0, 2), (1, 6))))
+    one_row = s.apply(Kernel(c, 1, 0, 16, ((0, 4),)))
     assert s.space.tail[c] == "GuardWithIf"
-    t = stage_terms(s, c, 1)
+    t = stage_terms(rows, c, 1)
     assert t is not None and t.accumulators == 12 and not t.in_registers and t.factor >= 2.0
     s.space.tail[c] = "RoundUp"     # as for an internal Func that reads no input
     try:
-        t = stage_terms(s, c, 1)
-        assert t is not None and t.accumulators == 12 and t.in_registers and t.factor == 1.0
+        t = stage_terms(rows, c, 1)
+        assert t is not None and t.accumulators == 12 and not t.in_registers and t.factor >= 2.0
+        t = stage_terms(one_row, c, 1)
+        assert t is not None and t.accumulators == 4 and t.in_registers
     finally:
         s.space.tail[c] = "GuardWithIf"
+
+
+def _gemm_into_constant_rows() -> FunctionDAG:
+    """``acc(f, n) = sum_r A(r, f) * B(r, n)``, read by ``out(n) = sum_{k < 32} acc(k, n)``: acc's
+    dimension 0 has the constant extent 32 (an RDom), dimension 1 the output's run-time one."""
+    A = hl.ImageParam(hl.Float(32), 2, "A")
+    B = hl.ImageParam(hl.Float(32), 2, "B")
+    f, n = hl.Var("f"), hl.Var("n")
+    r, k = hl.RDom([(0, 64)], "r"), hl.RDom([(0, 32)], "k")
+    acc = hl.Func("acc")
+    acc[f, n] = hl.f32(0)
+    acc[f, n] += A[r.x, f] * B[r.x, n]
+    out = hl.Func("out")
+    out[n] = hl.f32(0)
+    out[n] += acc[k.x, n]
+    A.set_estimates([(0, 64), (0, 32)])
+    B.set_estimates([(0, 64), (0, 256)])
+    out.set_estimate(n, 0, 256)
+    return FunctionDAG.from_pipeline(hl.Pipeline([out]))
+
+
+def test_root_rows_with_constant_strides_stay_in_registers():
+    """The row stride of ``acc`` is the constant extent of its dimension 0: a root kernel that
+    unrolls rows keeps its accumulators in registers (as ``a1`` of the autoencoders, 512 x 256,
+    whose assembly has no store in its RVar loop)."""
+    dag = _gemm_into_constant_rows()
+    a = next(nd.index for nd in dag.nodes if nd.name.startswith("acc"))
+    o = next(nd.index for nd in dag.nodes if nd.name.startswith("out"))
+    assert dag.constant_extents()[a] == (True, False)
+    s = State.initial(dag, AVX512, 2).apply(Place(o, "root"))
+    s = s.apply(InnerTile(o, 0, 0, 16, ())).apply(OuterTile(o, 0, ((0, 128),), True))
+    s = s.apply(InnerTile(o, 1, 0, 16, ())).apply(OuterTile(o, 1, ((0, 128),), True))
+    s = s.apply(Place(a, "root"))
+    s = s.apply(InnerTile(a, 0, 0, 16, ())).apply(OuterTile(a, 0, ((1, 128),), True))
+    s = s.apply(Kernel(a, 1, 0, 16, ((0, 2), (1, 4))))
+    s.space.tail[a] = "RoundUp"
+    try:
+        t = stage_terms(s, a, 1)
+        assert t is not None and t.accumulators == 8 and t.in_registers
+    finally:
+        s.space.tail[a] = "GuardWithIf"

@@ -374,6 +374,7 @@ class FunctionDAG:
         self.stages: tuple[Stage, ...] = ()
         self.edges: tuple[Edge, ...] = ()
         self._by_name: dict[str, Node] = {}
+        self._constant_extents: Optional[dict[int, tuple[bool, ...]]] = None
         with _recursion_limit(20000):
             self._build()
 
@@ -423,6 +424,52 @@ class FunctionDAG:
                     out.add(p.index)
                     stack.append(p)
         return out
+
+    def constant_extents(self) -> dict[int, tuple[bool, ...]]:
+        """Per Func (by realization index), per dimension: whether its region at root has the same
+        extent whatever the output sizes are, so that Halide's allocation of it, and the strides
+        that come from it, are compile-time constants.
+
+        Why: LLVM keeps a reduction's register tile in registers across the RVar loop only when it
+        can tell the tile's rows apart; a row's address is ``row * stride``, and a stride that is
+        a run-time value may make two rows alias. A root GEMM whose extents come from RDoms
+        (``a1`` of the autoencoders: ``allocate a1[float32 * 512 * 256]``) keeps its accumulators in
+        registers; one sized by an output (the adjoint of ``h3``, sized by the updated weights'
+        buffer) loads and stores them every step (its assembly), at a quarter of the speed.
+        Found by re-deriving the root regions with every output's extents grown by two amounts:
+        a dimension whose extent moves is run-time; one read through a data-dependent or
+        Param-dependent footprint is run-time too (Halide bounds it by the run-time values)."""
+        if self._constant_extents is None:
+            base = self._root_regions(0)
+            grown = [self._root_regions(g) for g in (5, 11)]
+            out: dict[int, tuple[bool, ...]] = {}
+            for node in self.nodes:
+                flags = [all(r[node.index][d].extent == base[node.index][d].extent for r in grown)
+                         for d in range(len(base[node.index]))]
+                for e in node.outgoing_edges:
+                    for d, pair in enumerate(e.bounds):
+                        if d < len(flags) and any(b.data_dependent or b.depends_on_estimate for b in pair):
+                            flags[d] = False
+                out[node.index] = tuple(flags)
+            self._constant_extents = out
+        return self._constant_extents
+
+    def _root_regions(self, grow: int) -> dict[int, Box]:
+        """Every Func's region computed at root when each output's estimated extents grow by
+        ``grow`` (as ``_bounds_at_estimates``, without touching the nodes)."""
+        computed: dict[int, Box] = {}
+        loops: dict[int, list[Box]] = {}
+        for node in reversed(self.nodes):
+            req: Optional[list[Span]] = None
+            if node.is_output and node.estimated_region is not None:
+                req = [Span(sp.min, sp.max + grow) for sp in node.estimated_region]
+            for e in node.outgoing_edges:
+                fp = e.footprint(loops[e.consumer.node.index][e.consumer.index])
+                req = list(fp) if req is None else [a.union(b) for a, b in zip(req, fp)]
+            if req is None:
+                req = list(node.estimated_region or ())
+            computed[node.index], loops[node.index] = node.stage_regions(req)
+        return computed
 
     # -- construction
     def _build(self) -> None:
