@@ -16,6 +16,7 @@ import halide_pipelines
 from autoscheduler.apply import apply_state, schedule_source, state_loop_nest
 from autoscheduler.dag import FunctionDAG
 from autoscheduler.features.featurizer import Featurizer
+from autoscheduler.features.kernel_terms import step_loads
 from autoscheduler.loop_nest import loop_nest
 from autoscheduler.schedules import apply_source
 from autoscheduler.state import (DECISION_KINDS, Decision, IllegalDecisionError, InnerTile, Layout, OuterTile, Place, State,
@@ -162,6 +163,69 @@ def test_menu_offers_a_layout_only_where_a_vectorised_reader_gathers():
         if offered:
             after = st.apply(offered[0])
             assert not [d for d in after.options() if isinstance(d, (Layout, Wrap))]
+
+
+def _two_readers(n: int = N) -> tuple[hl.Pipeline, hl.ImageParam, hl.ImageParam]:
+    """P = 2 A; out(i, j) = sum_k P(i, k) B(k, j) + sum_k P(k, i) B(k, j): vectorised along i, the
+    first reduction reads P densely along P's dimension 0, the second along its dimension 1."""
+    A = hl.ImageParam(hl.Float(32), 2, "A")
+    B = hl.ImageParam(hl.Float(32), 2, "B")
+    i, j = hl.Var("i"), hl.Var("j")
+    k = hl.RDom([(0, n)], "k")
+    P, C1, C2, out = hl.Func("P"), hl.Func("C1"), hl.Func("C2"), hl.Func("out")
+    P[i, j] = A[i, j] * 2.0
+    C1[i, j] = 0.0
+    C1[i, j] += P[i, k.x] * B[k.x, j]
+    C2[i, j] = 0.0
+    C2[i, j] += P[k.x, i] * B[k.x, j]
+    out[i, j] = C1[i, j] + C2[i, j]
+    for prm in (A, B):
+        prm.dim(0).set_estimate(0, n)
+        prm.dim(1).set_estimate(0, n)
+    out.set_estimate(i, 0, n).set_estimate(j, 0, n)
+    return hl.Pipeline([out]), A, B
+
+
+def test_a_root_func_read_in_two_orders_gets_a_layout_and_a_wrap():
+    """At a root Func's own slot, once its storage order is known, the menu offers a transposed copy
+    for a reduction consumer that would gather from it (ae_train_step's output adjoint, read by the
+    dX GEMM along the batch and by the dW GEMM along the features); the schedule computes the same."""
+    p, _, _ = _two_readers()
+    dag = FunctionDAG.from_pipeline(p)
+    P = next(n.index for n in dag.nodes if n.name.startswith("P"))
+    readers = {n.index for n in dag.nodes if n.name.startswith("C")}
+    st = State.initial(dag, SSE, parallelism=2)
+    while not st.is_complete:
+        opts = st.options()
+        mine = [d for d in opts if isinstance(d, (Layout, Wrap)) and d.func == P] + \
+            [d for d in opts if isinstance(d, Place) and d.func == P and d.where == "root"]
+        st = st.apply(mine[0] if mine else next(d for d in opts if not isinstance(d, (Layout, Wrap))))
+    lay = st.layout(P)
+    wraps = {c: w for (q, c), w in st.wraps().items() if q == P}
+    assert lay is not None and lay.order == (1, 0)
+    assert len(wraps) == 1 and set(wraps) <= readers and next(iter(wraps.values())).order == (0, 1)
+    with pytest.raises(IllegalDecisionError, match="already wrapped"):
+        trace = list(st.decisions)
+        k = next(i for i, d in enumerate(trace) if isinstance(d, Wrap))
+        State.from_trace(dag, trace[:k + 1] + [trace[k]] + trace[k + 1:], SSE, parallelism=2)
+    # the kernel terms count the reader's loads of the copy as dense vectors, its loads of P's own
+    # (transposed) storage as gathers
+    c = next(iter(wraps))
+    k = next(i for i, d in enumerate(st.decisions) if isinstance(d, Wrap))
+    unwrapped = State.from_trace(dag, st.decisions[:k] + st.decisions[k + 1:], SSE, parallelism=2)
+    inner = st.inner(c, 1)
+    assert step_loads(unwrapped, c, 1, inner) == step_loads(st, c, 1, inner) + inner.vector_width - 1
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((N, N)).astype(np.float32)
+    b = rng.standard_normal((N, N)).astype(np.float32)
+    p1, A1, B1 = _two_readers()
+    src = schedule_source(st)
+    assert ".in_(C" in src and "P.reorder_storage(" in src
+    apply_source(src, p1)
+    got = _run(p1, [(A1, a), (B1, b)], [N, N])
+    # Halide X(i, j) is numpy x[j, i]: C1[j, i] = sum_k 2 a[k, i] b[j, k]; C2[j, i] = sum_k 2 a[i, k] b[j, k]
+    want = (b @ (2 * a)) + (b @ (2 * a).T)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
 # ------------------------------------------------------------------------------------------ apply

@@ -33,7 +33,7 @@ from ..ir.nodes import Call, Load, Variable, walk
 from ..state import Kernel, State
 from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT,
                                WHERE_INLINE, WHERE_ROOT)
-from ..state.layout import storage_order
+from ..state.layout import read_order, storage_order
 from ..state.plan import TAIL_ROUND_UP
 
 FLOAT_LATENCY = 4        # cycles of a dependent FMA / float add chain (Skylake..Sapphire Rapids)
@@ -169,8 +169,7 @@ def step_loads(state: State, f: int, s: int, inner: Any) -> float:
     for e in st.incoming_edges:
         if e.producer.index == f:
             continue
-        p_inner = None if e.producer.is_input else state.inner(e.producer.index, 0)
-        store_dim = p_inner.vector_dim if p_inner is not None and p_inner.vector_dim is not None else 0
+        store_dim = read_order(state, e.producer.index, f)[0]   # its Layout, or the Wrap f reads
         for lj in e.load_jacobians:
             m = lj.matrix
 
@@ -274,7 +273,8 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
         # stage it is computed in: children share those objects with their parent
         bounds = state.stage_bounds(f, s)
         plan = state.plan(p.at.func, p.at.stage) if p.at is not None else None
-        key = (f, s, state.inner(f, s), p, id(bounds), id(plan))
+        key = (f, s, state.inner(f, s), p, id(bounds), id(plan), storage_order(state, f),
+               _read_orders(state, f, s))
         hit = memo.get(key)
         if hit is not None and hit[0] is bounds and hit[1] is plan:
             t = hit[2]
@@ -286,6 +286,13 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
         if t is not None:
             out[k] = t.factor
     return out
+
+
+def _read_orders(state: State, f: int, s: int) -> tuple[int, ...]:
+    """The innermost storage dimension stage (f, s) reads each producer in: producers are decided
+    after their consumers, and a Layout or Wrap changes which of the stage's loads are gathers."""
+    return tuple(read_order(state, e.producer.index, f)[0]
+                 for e in state.space.stage(f, s).incoming_edges if e.producer.index != f)
 
 
 def batch_factors(states: list[State]) -> np.ndarray:
