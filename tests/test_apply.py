@@ -99,6 +99,8 @@ def check_random_states(name: str, n_states: int, target_name: str) -> dict[str,
     inputs = spec.make_inputs(0, **sizes)
     root_out = root_outputs(spec, sizes, inputs, target)
     dag = FunctionDAG.from_pipeline(spec.build(**sizes).pipeline())
+    # of an unscheduled build: a scheduled one holds the wrapper Funcs of Wrap decisions (``in_``)
+    algorithm = _algorithm(spec.build(**sizes).pipeline())
     alt = _alt_sizes(spec)
     alt_inputs = spec.make_inputs(1, **alt) if alt else None
     problems: list[str] = []
@@ -127,7 +129,7 @@ def check_random_states(name: str, n_states: int, target_name: str) -> dict[str,
             checked_alt = True
             try:
                 alt_built = spec.build(**alt)
-                if _algorithm(alt_built.pipeline()) == _algorithm(built.pipeline()):
+                if _algorithm(alt_built.pipeline()) == algorithm:
                     # only the estimates differ: run the pipeline compiled for the estimates
                     alt_built = dataclasses.replace(built, output_shapes=alt_built.output_shapes)
                 else:
