@@ -344,3 +344,16 @@ def test_a_layout_makes_the_readers_loads_dense():
     assert b[rf, FI["innermost_bytes_at_production"]] != a[rf, FI["innermost_bytes_at_production"]] or \
         b[rf, FI["innermost_bytes_at_realization"]] == a[rf, FI["innermost_bytes_at_realization"]]
     assert (Featurizer(plain.space).features(laid) == b).all()
+
+
+def test_a_scheduled_pipeline_with_wrappers_is_refused_in_one_line():
+    """Autoscheduling a pipeline a Wrap schedule was applied to: the ``in_`` wrapper Funcs are named
+    and the fix is said, instead of a decoder error about realization orders."""
+    from autoscheduler.api import autoschedule
+    from autoscheduler.errors import UnsupportedPipelineError
+    p, A, B = _matmul_t()
+    st = _matmul_state(FunctionDAG.from_pipeline(_matmul_t()[0]), wrap=True)
+    apply_state(st, p)
+    with pytest.raises(UnsupportedPipelineError, match=r"in_\(\).*fresh, unscheduled") as e:
+        autoschedule(p, SSE)
+    assert "\n" not in str(e.value)

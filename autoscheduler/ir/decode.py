@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
-from ..errors import IRVersionError
+from ..errors import IRVersionError, UnsupportedPipelineError
 from . import nodes as ir
 from .schema import (SUPPORTED_SERIALIZATION_VERSIONS, VT, CallType, DimType, ExprKind,
                      ExternArgType, TypeCode, VectorReduceOp)
@@ -558,6 +558,7 @@ def decode_bytes(data: bytes, order: Optional[Sequence[str]] = None,
                              "is damaged or not written by Halide 21") from None
     by_name = {f.name: f for f in file_funcs}
     file_names = tuple(f.name for f in file_funcs)
+    order_was_derived = order is None
     if order is None:
         ext: dict[str, list[str]] = {}
         for f in file_funcs:
@@ -567,6 +568,11 @@ def decode_bytes(data: bytes, order: Optional[Sequence[str]] = None,
                 ext[f.name] = cs
         order = topological_order(by_name, outputs, ext)
     missing = set(by_name) - set(order)
+    if missing and order_was_derived:
+        # only a schedule adds Funcs that no Func calls: the wrappers ``Func.in_()`` makes
+        raise UnsupportedPipelineError(
+            f"Func(s) {sorted(missing)[:3]} are called by no Func of the pipeline: wrappers that "
+            "Func.in_() made when a schedule was applied; build a fresh, unscheduled pipeline")
     if missing or len(order) != len(by_name):
         raise IRVersionError(f"realization order does not cover the pipeline's Funcs (missing "
                              f"{sorted(missing)[:3]}); the order given is not this pipeline's")
