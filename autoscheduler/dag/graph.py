@@ -456,8 +456,13 @@ class FunctionDAG:
 
     def _root_regions(self, grow: int) -> dict[int, Box]:
         """Every Func's region computed at root when each output's estimated extents grow by
-        ``grow`` (as ``_bounds_at_estimates``, without touching the nodes)."""
-        computed: dict[int, Box] = {}
+        ``grow``, without touching the nodes."""
+        return {node.index: computed for node, _, computed, _ in self._propagate_regions(grow)}
+
+    def _propagate_regions(self, grow: int = 0) -> Iterator[tuple[Node, Box, Box, list[Box]]]:
+        """Root-level bounds, consumers first: outputs over their estimates (each extent grown by
+        ``grow``), every other Func over what its consumers (each at its own root-level loop
+        bounds) read. Yields (node, region required, region computed, loop bounds per stage)."""
         loops: dict[int, list[Box]] = {}
         for node in reversed(self.nodes):
             req: Optional[list[Span]] = None
@@ -468,8 +473,8 @@ class FunctionDAG:
                 req = list(fp) if req is None else [a.union(b) for a, b in zip(req, fp)]
             if req is None:
                 req = list(node.estimated_region or ())
-            computed[node.index], loops[node.index] = node.stage_regions(req)
-        return computed
+            computed, loops[node.index] = node.stage_regions(req)
+            yield node, tuple(req), computed, loops[node.index]
 
     # -- construction
     def _build(self) -> None:
@@ -767,21 +772,12 @@ class FunctionDAG:
         return edges, pointwise
 
     def _bounds_at_estimates(self) -> None:
-        """Root-level bounds: outputs over their estimates, every other Func over what its consumers
-        (each at its own root-level loop bounds) read."""
-        for node in reversed(self.nodes):
-            req: Optional[list[Span]] = None
-            if node.is_output:
-                assert node.estimated_region is not None
-                req = list(node.estimated_region)
+        """Root-level bounds at the estimates (``_propagate_regions``), stored on the nodes, their
+        stages and their outgoing edges."""
+        for node, req, computed, loops in self._propagate_regions():
             for e in node.outgoing_edges:
-                fp = e.footprint(e.consumer.loop_bounds)
-                e.footprint_at_estimates = fp
-                req = list(fp) if req is None else [a.union(b) for a, b in zip(req, fp)]
-            if req is None:
-                req = list(node.estimated_region or ())
-            node.region_required = tuple(req)
-            node.region_computed, loops = node.stage_regions(node.region_required)
+                e.footprint_at_estimates = e.footprint(e.consumer.loop_bounds)
+            node.region_required, node.region_computed = req, computed
             for st, lb in zip(node.stages, loops):
                 st.loop_bounds = lb
 

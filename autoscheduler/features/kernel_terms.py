@@ -124,14 +124,10 @@ def constant_root_tiles(state: State, f: int, unrolled: Sequence[int] | None = N
     if p is None or p.where != WHERE_ROOT or state.space.tail[f] != TAIL_ROUND_UP:
         return False
     order = storage_order(state, f)
-    const = state.space.dag.constant_extents().get(f, ())
-    if unrolled is None:
-        unrolled = order[1:]
-    for d in unrolled:
-        k = order.index(d) if d in order else 0
-        if not all(d2 < len(const) and const[d2] for d2 in order[:k]):
-            return False
-    return True
+    const = state.space.dag.constant_extents()[f]
+    # a dimension's stride is the product of the extents stored inside it
+    return all(const[inside] for d in (order[1:] if unrolled is None else unrolled)
+               for inside in order[:order.index(d)])
 
 
 def _latency(state: State, f: int) -> int:
@@ -270,11 +266,15 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
         if p is None or p.where == WHERE_INLINE or state.rfactor(f, s) is not None:
             continue
         # the terms depend on the stage's inner decision and bounds and on the plan of the consumer
-        # stage it is computed in: children share those objects with their parent
+        # stage it is computed in (children share those objects with their parent); at root on the
+        # Func's storage order (its row strides), and once tiled on the order it reads each
+        # producer in (its gathers): producers are decided after it
         bounds = state.stage_bounds(f, s)
         plan = state.plan(p.at.func, p.at.stage) if p.at is not None else None
-        key = (f, s, state.inner(f, s), p, id(bounds), id(plan), storage_order(state, f),
-               _read_orders(state, f, s))
+        inner = state.inner(f, s)
+        key = (f, s, inner, p, id(bounds), id(plan),
+               storage_order(state, f) if p.where == WHERE_ROOT else None,
+               _read_orders(state, f, s) if inner is not None else None)
         hit = memo.get(key)
         if hit is not None and hit[0] is bounds and hit[1] is plan:
             t = hit[2]
@@ -289,8 +289,7 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
 
 
 def _read_orders(state: State, f: int, s: int) -> tuple[int, ...]:
-    """The innermost storage dimension stage (f, s) reads each producer in: producers are decided
-    after their consumers, and a Layout or Wrap changes which of the stage's loads are gathers."""
+    """The innermost storage dimension stage (f, s) reads each producer in (``step_loads``)."""
     return tuple(read_order(state, e.producer.index, f)[0]
                  for e in state.space.stage(f, s).incoming_edges if e.producer.index != f)
 

@@ -182,7 +182,7 @@ def _producer_wraps(state: "State", f: int) -> list[Decision]:
     seen: set[int] = set()
     for e in node.outgoing_edges:
         c, cs = e.consumer.node.index, e.consumer.index
-        if c in seen or (done and c <= max(done)) or not e.consumer.rvar_loops or state.is_inlined(c):
+        if c in seen or (done and c <= max(done)) or not e.consumer.rvar_loops:   # never inlined
             continue
         inner = state.inner(c, cs)
         if inner is None or inner.vector_dim is None or inner.vector_width < 2:
