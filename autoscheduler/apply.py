@@ -87,7 +87,8 @@ class _Names:
                 if plan is None:
                     continue
                 rf = plan.rfactor
-                split_rvars: set[str] = set()
+                # RVars the plan splits: rfactor's, and a reduction block's (``OuterTile.rblock``)
+                split_rvars: set[str] = {rv.var for rv in space.stage(f, plan.stage).definition.rvars}
                 if rf is not None:
                     self.rvar_decls[rf.outer] = rf.outer
                     self.rvar_decls[rf.inner] = rf.inner
@@ -284,7 +285,8 @@ def schedule_source(state: State, gpu: bool = True) -> str:
             plan = state.plan(f, s)
             assert plan is not None
             rvars = st.definition.rvars
-            if rvars and (plan.rfactor is not None or any(n in {rv.var for rv in rvars} for n in plan.order)):
+            named = set(plan.order) | {sp.old for sp in plan.splits}
+            if rvars and (plan.rfactor is not None or any(rv.var in named for rv in rvars)):
                 ids = [names.rvar_ids[(f, s, k)] for k in range(len(rvars))]
                 out.append(f"{', '.join(ids)}{',' if len(ids) == 1 else ''} = {h}.rvars({s - 1})")
             if plan.rfactor is not None:

@@ -334,7 +334,8 @@ class Featurizer:
         parallel = bool(out.parallel and out.tiles) if out is not None else False
         return ChainSpec(vd, width, unroll, tiles, parallel, cuts, self._storage_dim(state, f), kernel,
                          force_parallel_level=force_parallel and not parallel,
-                         sub=dict(out.sub) if out is not None else None)
+                         sub=dict(out.sub) if out is not None else None,
+                         rblock=out.rblock if out is not None else 0)
 
     def _force_parallel(self, state: State, f: int, s: int) -> bool:
         """Adams2019 parallelises all stages of a root Func with one task grid: a stage whose own

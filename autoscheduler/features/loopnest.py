@@ -253,12 +253,12 @@ class ChainSpec:
     at (keys ``(level, dim)`` as in ``LoopRef``)."""
 
     __slots__ = ("vector_dim", "width", "unroll", "tiles", "parallel", "cuts", "storage_dim", "kernel",
-                 "force_parallel_level", "rfactor", "sub")
+                 "force_parallel_level", "rfactor", "sub", "rblock")
 
     def __init__(self, vector_dim: Optional[int], width: int, unroll: dict[int, int], tiles: dict[int, int],
                  parallel: bool, cuts: set[tuple[str, int]], storage_dim: int, kernel: bool = False,
                  force_parallel_level: bool = False, rfactor: Optional["RFactorChain"] = None,
-                 sub: Optional[dict[int, int]] = None) -> None:
+                 sub: Optional[dict[int, int]] = None, rblock: int = 0) -> None:
         self.vector_dim = vector_dim
         self.width = width
         self.unroll = unroll
@@ -270,6 +270,7 @@ class ChainSpec:
         self.force_parallel_level = force_parallel_level
         self.rfactor = rfactor
         self.sub = sub or {}
+        self.rblock = rblock
 
 
 # one level of a chain template: (sizes, parallel, cut key, unrolled, own bound, memo key, innermost)
@@ -285,7 +286,7 @@ def build_chain(ctx: GroupContext, site: LN, f: int, s: int, spec: ChainSpec,
     st = ad.nodes[f].stages[s]
     mk = (site.key, f, s, spec.vector_dim, spec.width, tuple(sorted(spec.unroll.items())),
           tuple(sorted(spec.tiles.items())), spec.parallel, frozenset(spec.cuts), spec.storage_dim,
-          spec.force_parallel_level, spec.rfactor, tuple(sorted(spec.sub.items())))
+          spec.force_parallel_level, spec.rfactor, tuple(sorted(spec.sub.items())), spec.rblock)
     memo = ad.chain_memo
     tmpl = memo.get(mk)
     if tmpl is None:
@@ -350,16 +351,25 @@ def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
     for i in pure_idx:
         d = st.pure_dims[i]
         unit[i] = spec.unroll.get(d, 1) * (v if i == vli else 1)
+    # a reduction block (``OuterTile.rblock``): the outermost RVar's block loop is a level of its own
+    # between the register-tile loops and the sub-tiles; the RVars' level holds one block of it
+    r_ext = list(ext)
+    block: list[Entry] = []
+    r_loops = [i for i in range(n) if st.loops_rvar[i]]
+    if spec.rblock and r_loops:
+        last = r_loops[-1]
+        r_ext[last] = min(spec.rblock, max(ext[last], 1))
+        block.append((last, ceil_div(max(ext[last], 1), spec.rblock), None))
     # unrolled level (with the RVars when anything is unrolled)
     if has_unroll:
         ents: list[Entry] = [(i, spec.unroll[st.pure_dims[i]], None) for i in pure_idx
                              if st.pure_dims[i] in spec.unroll]
         ents.sort(key=lambda t: 0 if t[0] == vli else 1)
-        ents += [(i, ext[i], None) for i in rvar_idx]
+        ents += [(i, r_ext[i], None) for i in rvar_idx]
         groups.append(("U", ents))
     inner: list[Entry] = []
     if not has_unroll:
-        inner += [(i, ext[i], None) for i in rvar_idx]
+        inner += [(i, r_ext[i], None) for i in rvar_idx]
     for i in pure_idx:
         d = st.pure_dims[i]
         t = spec.sub.get(d, spec.tiles.get(d))
@@ -371,6 +381,8 @@ def _chain_template(ctx: GroupContext, site: LN, f: int, s: int,
             inner.append((i, ceil_div(max(ext[i], 1), unit[i]), ("inner", d)))
     if inner or not has_unroll:
         groups.append(("I", inner))
+    if block:
+        groups.append(("R", block))
     if spec.sub:    # the serial sub-tile level inside a task (``OuterTile.sub``)
         sub_ents: list[Entry] = []
         for i in pure_idx:

@@ -144,13 +144,23 @@ class OuterTile:
     each task: the listed dimensions (tiled or not) are cut into sub-tiles of ``extent`` points (a
     multiple of the register tile, dividing the task tile), whose loops producers may be computed
     and stored at. This is Adams2019's third tiling level, which stencil chains need: a task tile
-    wide enough for few tasks, and producers computed per sub-tile small enough for the caches."""
+    wide enough for few tasks, and producers computed per sub-tile small enough for the caches.
+
+    ``rblock`` (CPU, the update of a root Func with a :class:`Kernel` and a parallel task
+    grid) cuts the stage's outermost RVar into blocks of ``rblock`` steps and moves the block loop
+    outside the register-tile loops of a task: every register tile of the task then runs one block
+    of the reduction before the next block starts, so the block of the operand the tiles share (a
+    GEMM's weights: rows of the vector dimension times the block) is read from the cache instead of
+    streamed once per register tile. Measured on ae_forward's first layer (512 x 784 weights, 256
+    images): 1.4-1.7 ms unblocked, 0.92-1.0 ms with blocks of 128. The loops inside the block loop
+    are then no compute sites (their RVar range is the block)."""
 
     func: int
     stage: int
     tiles: tuple[tuple[int, int], ...] = ()
     parallel: bool = False
     sub: tuple[tuple[int, int], ...] = ()
+    rblock: int = 0
     kind: ClassVar[str] = "outer"
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +168,8 @@ class OuterTile:
                              "tiles": [list(t) for t in self.tiles], "parallel": self.parallel}
         if self.sub:   # only when set: traces (and their hashes) without sub-tiles stay as they were
             d["sub"] = [list(t) for t in self.sub]
+        if self.rblock:
+            d["rblock"] = self.rblock
         return d
 
 
@@ -245,7 +257,7 @@ def decision_from_dict(d: dict[str, Any]) -> Decision:
                           _pairs(d["unroll"]))
         if kind == "outer":
             return OuterTile(int(d["func"]), int(d["stage"]), _pairs(d.get("tiles", ())),
-                             bool(d.get("parallel", False)), _pairs(d.get("sub", ())))
+                             bool(d.get("parallel", False)), _pairs(d.get("sub", ())), int(d.get("rblock", 0)))
         if kind == "rfactor":
             return RFactor(int(d["func"]), int(d["stage"]), int(d["rvar"]), int(d["factor"]),
                            bool(d.get("atomic", False)))

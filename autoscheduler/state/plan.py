@@ -11,7 +11,8 @@ dimension), unroll factor ``u`` and register tile ``r = u * V``, and an optional
     d_v   (vectorised, V)                                      only for the vector dimension
 
 and the stage's loops are ordered, innermost first: the vector loop, the unrolled loops (vector
-dimension first), the RVars (serial, in their RDom order), the ``d_i`` loops, the ``d_s`` loops
+dimension first), the RVars (serial, in their RDom order), the ``d_i`` loops, the block loop of the
+outermost RVar when ``OuterTile.rblock`` cuts it (that RVar's in-block loop stays with the RVars), the ``d_s`` loops
 (level ``outer``: serial, sites for producers), the ``d_o`` loops (for a parallel root Func fused
 into one parallel task loop). Splits are outer-first, so every split after
 the first one of a dimension is exact and only the first carries a tail.
@@ -224,7 +225,16 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
 
     rvars = [LoopInfo(l.var, LEVEL_RVAR, -1, rvar_index.get(l.var, -1), bounds[j].extent)
              for j, l in enumerate(stage.loops) if l.rvar]
-    loops = vec_loop + vec_unroll + unrolled + rvars + inner_loops + thread_loops + sub_loops + outer_loops
+    block_loops: list[LoopInfo] = []
+    if outer.rblock and rvars and not gpu:
+        # the outermost RVar in blocks: the block loop right outside the register-tile loops
+        last = rvars[-1]
+        ro, ri = rblock_names(node, stage)
+        splits.append(Split(last.var, ro, ri, outer.rblock, TAIL_GUARD))
+        rvars[-1] = LoopInfo(ri, LEVEL_RVAR, -1, last.rvar, min(outer.rblock, max(last.extent, 1)))
+        block_loops.append(LoopInfo(ro, LEVEL_RVAR, -1, last.rvar, _ceil_div(max(last.extent, 1), outer.rblock)))
+    loops = (vec_loop + vec_unroll + unrolled + rvars + inner_loops + thread_loops + block_loops + sub_loops
+             + outer_loops)
     order = tuple(l.var for l in loops)
 
     # Halide's order after the splits alone: each split puts (inner, outer) where old was.
@@ -333,6 +343,15 @@ def _fixed_gpu_plan(func: int, stage: int, pure: Sequence[tuple[str, int, int]],
     loops = serial_rv + serial + [thread, block] + extra
     return StagePlan(func, stage, splits, tuple(l.var for l in loops), (), None, None, (), tuple(loops),
                      GPU_KERNEL, tuple(l.var for l in [block] + extra), (inner,))
+
+
+def rblock_names(node: Node, stage: Stage) -> tuple[str, str]:
+    """Halide names of the block loop and the in-block loop of an ``OuterTile.rblock`` split."""
+    taken = set(node.args) | {rv.var for d in node.func.definitions for rv in d.rvars}
+    stem = f"rb{stage.index}"
+    while any(n.startswith(stem) for n in taken):
+        stem += "_"
+    return f"{stem}_o", f"{stem}_i"
 
 
 def rfactor_names(node: Node, stage: Stage) -> tuple[str, str, str]:

@@ -71,7 +71,8 @@ from ..dag import Box, FunctionDAG, Node, Span, Stage, box_points
 from ..errors import ScheduleError, TargetError
 from ..ir import canonical_hash
 from . import gpu as gpu_rules
-from .decisions import (GPU_UNROLL_LIMIT, LEVEL_BLOCK, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_THREAD,
+from .decisions import (GPU_UNROLL_LIMIT, LEVEL_BLOCK, LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, LEVEL_RVAR,
+                        LEVEL_THREAD,
                         SITE_LEVELS, UNROLL_LIMIT, WHERE_AT, WHERE_INLINE, WHERE_ROOT, WHERES, Decision,
                         IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place, RFactor,
                         decision_from_dict)
@@ -154,6 +155,21 @@ class SearchSpace:
 
 
 STENCIL_HALO = 64   # the largest footprint growth per consumer point that counts as a stencil
+
+
+RBLOCK_MIN_EXTENT = 256   # shorter reductions: the register tiles' operand rows fit the caches unblocked
+RBLOCK_TARGET = 128       # steps per block (ae_forward's first layer: 128 and 256 equally good, 64 worse)
+
+
+def rblock_size(extent: int) -> int:
+    """The block an RVar of ``extent`` steps is cut into (``OuterTile.rblock``), or 0 for none: the
+    divisor of the extent in [64, 256] nearest ``RBLOCK_TARGET`` (no tail to guard), else the target."""
+    if extent < RBLOCK_MIN_EXTENT:
+        return 0
+    divisors = [b for b in range(64, 257) if extent % b == 0]
+    if divisors:
+        return min(divisors, key=lambda b: (abs(b - RBLOCK_TARGET), b))
+    return RBLOCK_TARGET
 
 
 def _same_resolution(e: Any) -> bool:
@@ -364,8 +380,13 @@ class State:
             return []   # its producers are read by the rfactor intermediate, computed at root
         if plan.gpu:
             return self._gpu_site_loops(f, s, plan)
-        return [LoopRef(f, s, l.level, -1 if l.level == LEVEL_PARALLEL else l.dim)
-                for l in reversed(plan.loops) if l.level in SITE_LEVELS]
+        out: list[LoopRef] = []
+        for l in reversed(plan.loops):
+            if l.level == LEVEL_RVAR:
+                break   # loops inside a reduction block loop (``OuterTile.rblock``) see part of the RVar
+            if l.level in SITE_LEVELS:
+                out.append(LoopRef(f, s, l.level, -1 if l.level == LEVEL_PARALLEL else l.dim))
+        return out
 
     def _gpu_site_loops(self, f: int, s: int, plan: StagePlan) -> list[LoopRef]:
         if plan.rfactor is not None:
@@ -790,6 +811,8 @@ class State:
                 raise IllegalDecisionError(f"a parallel OuterTile needs at least one tiled dimension: {d}")
         if d.sub:
             self._check_sub(d, dims, reg)
+        if d.rblock:
+            self._check_rblock(d, inner)
         mode = self._gpu_mode(d) if self.space.gpu else ""
         t = self._t.copy()
         t.outer[(f, s)] = d
@@ -802,6 +825,25 @@ class State:
         t.plans[(f, s)] = plan
         slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
         return self._child(d, slot, t)
+
+    def rblock_extent(self, f: int, s: int) -> int:
+        """Extent of the outermost RVar of stage ``s`` of ``f`` (the one ``OuterTile.rblock`` cuts)."""
+        st = self.space.stage(f, s)
+        rext = [max(b.extent, 1) for l, b in zip(st.loops, self._t.region[f][1][s]) if l.rvar]
+        return rext[-1] if rext else 0
+
+    def _check_rblock(self, d: OuterTile, inner: Union[InnerTile, Kernel]) -> None:
+        """Reduction blocks (``OuterTile.rblock``): CPU, a Kernel update of a root Func with a
+        parallel task grid; blocks of at least 2 steps, fewer than the RVar's extent."""
+        f = d.func
+        if self.space.gpu or not d.parallel or not isinstance(inner, Kernel) or \
+                self._t.place[f].where != WHERE_ROOT:
+            raise IllegalDecisionError(f"reduction blocks belong to the Kernel update of a root Func with "
+                                       f"parallel tasks, on CPU: {d}")
+        ext = self.rblock_extent(f, d.stage)
+        if not 2 <= d.rblock < ext:
+            raise IllegalDecisionError(f"reduction block {d.rblock} must be at least 2 and below the "
+                                       f"outermost RVar's extent {ext}: {d}")
 
     def _check_sub(self, d: OuterTile, dims: Sequence[int], reg: dict[int, int]) -> None:
         """Sub-tiles (``OuterTile.sub``): CPU, parallel root stages; each a multiple of the register
@@ -936,7 +978,21 @@ class State:
         root = self._t.place[f].where == WHERE_ROOT
         tiles: list[Decision] = list(outer_options(f, s, dims, extents, reg, root, self.space.parallelism,
                                                    sub=f in self.space.stencil_above))
+        tiles += self._rblock_options(f, s, tiles)
         return tiles + layout_rules.layout_options(self, f, s)   # optional Layout / Wrap (``layout.py``)
+
+    def _rblock_options(self, f: int, s: int, tiles: Sequence[Decision]) -> list[Decision]:
+        """The parallel task grids of a Kernel update of a root Func again, with the
+        outermost RVar in blocks (``OuterTile.rblock``), when that RVar is long enough for a block
+        of the operand the register tiles share to outlast its reuse (``rblock_size``)."""
+        inner = self._t.inner.get((f, s))
+        if not isinstance(inner, Kernel) or self._t.place[f].where != WHERE_ROOT:
+            return []
+        size = rblock_size(self.rblock_extent(f, s))
+        if not size:
+            return []
+        return [OuterTile(d.func, d.stage, d.tiles, True, d.sub, size)
+                for d in tiles if isinstance(d, OuterTile) and d.parallel and not d.rblock]
 
     def _cpu_rfactor_options(self, f: int, s: int) -> list[Decision]:
         """RFactor choices of a root Func's update on CPU (``cpu_rfactor.cpu_rfactor_options``)."""
