@@ -15,6 +15,10 @@ was not among the best final states of the previous pass, refining inside the go
 A time budget stops the search: the best complete state found so far is returned, and when none is
 complete yet, the best partial state is completed greedily. When every child is pruned (or nothing is
 returned for any reason) the fallback is compute_root everywhere with the first tiling offered.
+
+Last, while the budget lasts, the best state's Funcs that host others get their register tiles
+re-chosen together with the reductions computed inside them (``refine.py``): the beam prices a
+consumer's tile before those reductions are placed.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .refine import refine_tiles
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
 CostFn = Callable[[Sequence[State]], np.ndarray]
 
 _COMPLETE = (math.inf,)
+REFINE_END = 0.97   # refinement stops at this share of the budget (a greedy replay step may overrun it)
 
 
 @dataclass
@@ -47,6 +53,7 @@ class SearchOptions:
     seed: int = 0
     time_budget_s: float = 30.0
     top_k: int = 1
+    refine: bool = True     # retile the Funcs that host reductions afterwards (``refine.py``)
 
 
 @dataclass
@@ -170,12 +177,17 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
             finals.extend(pass_finals)
         if timed_out:
             break
-    elapsed = time.perf_counter() - start
     uniq: dict[int, tuple[float, State]] = {}
     for c, s in finals:
         if s.is_complete and (hash(s) not in uniq or c < uniq[hash(s)][0]):
             uniq[hash(s)] = (c, s)
     ranked = sorted(uniq.values(), key=lambda cs: cs[0])
+    if ranked and opts.refine:
+        c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, start + REFINE_END * opts.time_budget_s)
+        scored += n
+        if s is not ranked[0][1] and hash(s) not in uniq:
+            ranked.insert(0, (c, s))
+    elapsed = time.perf_counter() - start
     if not ranked:
         fb = fallback_state(initial)
         return SearchResult(fb, float("nan"), [(float("nan"), fb)], scored, elapsed, passes_run, True)
