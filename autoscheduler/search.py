@@ -17,7 +17,7 @@ complete yet, the best partial state is completed greedily. When every child is 
 returned for any reason) the fallback is compute_root everywhere with the first tiling offered.
 
 Last, while the budget lasts, the best state's Funcs that host others get their register tiles
-re-chosen together with the reductions computed inside them (``refine.py``): the beam prices a
+re-chosen together with the tiles of the Funcs computed inside them (``refine.py``): the beam prices a
 consumer's tile before those reductions are placed.
 """
 
@@ -53,7 +53,7 @@ class SearchOptions:
     seed: int = 0
     time_budget_s: float = 30.0
     top_k: int = 1
-    refine: bool = True     # retile the Funcs that host reductions afterwards (``refine.py``)
+    refine: bool = True     # retile the Funcs that host others afterwards (``refine.py``)
 
 
 @dataclass
