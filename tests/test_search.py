@@ -147,3 +147,38 @@ def test_benchmark_top_k_keeps_the_fastest_measured_and_stores_them(tmp_path):
     out = np.array(g.realize([64, 48]))
     want = 2 * data[:48, :64] + data[:48, 1:65] + 2 * data[1:49, :64] + data[1:49, 1:65]
     np.testing.assert_allclose(out, want, rtol=1e-5)
+
+
+def test_benchmark_top_k_retimes_its_finalists_side_by_side(monkeypatch):
+    """Candidates within 20% of the fastest in the sequential timing are timed again round-robin,
+    and those times decide (and replace theirs in ``.measurements``); the others are not re-timed."""
+    from types import SimpleNamespace
+    import autoscheduler.measure as measure
+    import autoscheduler.measure.batch as batch
+    from autoscheduler.api import benchmark_top_k
+    x, y = hl.Var("x"), hl.Var("y")
+    inp = hl.ImageParam(hl.Float(32), 2, "rt_in")
+    f = hl.Func("rt_f")
+    f[x, y] = inp[x, y] * 2 + inp[x + 1, y]
+    g = hl.Func("rt_g")
+    g[x, y] = f[x, y] + f[x, y + 1]
+    g.set_estimates([(0, 64), (0, 48)])
+    inp.set_estimates([(0, 65), (0, 49)])
+    first = [1.00, 1.05, 1.50, 1.60]
+    again = [1.20, 1.10]
+    retimed: list[int] = []
+
+    def fake_batch(cands, opts):
+        return [SimpleNamespace(ok=True, statistic=first[i]) for i in range(len(cands))]
+
+    def fake_retime(cands, rounds, opts):
+        retimed.append(len(cands))
+        return [SimpleNamespace(ok=True, statistic=again[i]) for i in range(len(cands))]
+
+    monkeypatch.setattr(measure, "measure_batch", fake_batch)
+    monkeypatch.setattr(batch, "retime_interleaved", fake_retime)
+    sched = benchmark_top_k(g, 3, beam_size=4, passes=2)
+    n = len(sched.candidates)
+    assert n >= 2 and retimed == [2]
+    assert sched.picked == 1 and sched.state == sched.candidates[1].state
+    assert [r.statistic for r in sched.measurements] == (again + first[2:])[:n]
