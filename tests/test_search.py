@@ -119,19 +119,25 @@ def test_top_k_candidates_differ_on_the_costly_funcs():
     assert sched.candidates[0].state == sched.state
 
 
+def _user_stencil(prefix: str) -> tuple[hl.ImageParam, hl.Func]:
+    """A two-stage stencil of a user's own (not bundled), with estimates: (input, output)."""
+    x, y = hl.Var("x"), hl.Var("y")
+    inp = hl.ImageParam(hl.Float(32), 2, f"{prefix}_in")
+    f = hl.Func(f"{prefix}_f")
+    f[x, y] = inp[x, y] * 2 + inp[x + 1, y]
+    g = hl.Func(f"{prefix}_g")
+    g[x, y] = f[x, y] + f[x, y + 1]
+    g.set_estimates([(0, 64), (0, 48)])
+    inp.set_estimates([(0, 65), (0, 49)])
+    return inp, g
+
+
 def test_benchmark_top_k_keeps_the_fastest_measured_and_stores_them(tmp_path):
     """A user's pipeline (not bundled): measured on random inputs at its estimates, in isolated
     workers; the schedule returned is the fastest that measured OK and reproduces the output."""
     from autoscheduler.api import benchmark_top_k
     from autoscheduler.records import Records
-    x, y = hl.Var("x"), hl.Var("y")
-    inp = hl.ImageParam(hl.Float(32), 2, "bt_in")
-    f = hl.Func("bt_f")
-    f[x, y] = inp[x, y] * 2 + inp[x + 1, y]
-    g = hl.Func("bt_g")
-    g[x, y] = f[x, y] + f[x, y + 1]
-    g.set_estimates([(0, 64), (0, 48)])
-    inp.set_estimates([(0, 65), (0, 49)])
+    inp, g = _user_stencil("bt")
     db = tmp_path / "bt.sqlite"
     sched = benchmark_top_k(g, 3, beam_size=4, passes=2, db=str(db))
     assert len(sched.measurements) == len(sched.candidates) >= 2
@@ -156,14 +162,7 @@ def test_benchmark_top_k_retimes_its_finalists_side_by_side(monkeypatch):
     import autoscheduler.measure as measure
     import autoscheduler.measure.batch as batch
     from autoscheduler.api import benchmark_top_k
-    x, y = hl.Var("x"), hl.Var("y")
-    inp = hl.ImageParam(hl.Float(32), 2, "rt_in")
-    f = hl.Func("rt_f")
-    f[x, y] = inp[x, y] * 2 + inp[x + 1, y]
-    g = hl.Func("rt_g")
-    g[x, y] = f[x, y] + f[x, y + 1]
-    g.set_estimates([(0, 64), (0, 48)])
-    inp.set_estimates([(0, 65), (0, 49)])
+    inp, g = _user_stencil("rt")
     first = [1.00, 1.05, 1.50, 1.60]
     again = [1.20, 1.10]
     retimed: list[int] = []
