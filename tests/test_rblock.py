@@ -16,6 +16,7 @@ from autoscheduler.schedules import apply_source
 from autoscheduler.state import IllegalDecisionError, Kernel, OuterTile, Place, State, decision_from_dict
 from autoscheduler.state.decisions import LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR
 from autoscheduler.state.state import rblock_size
+from halide_pipelines.spec import set_input_estimates
 
 SSE = "x86-64-linux-sse41"          # 4 x f32 vectors: quick compiles
 F, N, R = 40, 24, 300                # R: the reduction, long enough for blocks
@@ -32,10 +33,8 @@ def _dense(r: int = R, root: bool = False) -> tuple[hl.Pipeline, hl.ImageParam, 
     a[f, n] = 0.0
     a[f, n] += W[f, k.x] * X[k.x, n]
     out[f, n] = hl.max(a[f, n], 0.0)
-    W.dim(0).set_estimate(0, F)
-    W.dim(1).set_estimate(0, r)
-    X.dim(0).set_estimate(0, r)
-    X.dim(1).set_estimate(0, N)
+    set_input_estimates(W, [F, r])
+    set_input_estimates(X, [r, N])
     out.set_estimate(f, 0, F).set_estimate(n, 0, N)
     if root:
         a.compute_root()

@@ -13,6 +13,7 @@ from autoscheduler.dag import FunctionDAG
 from autoscheduler.refine import refine_tiles
 from autoscheduler.schedules import apply_source
 from autoscheduler.state import InnerTile, Kernel, OuterTile, Place, State
+from halide_pipelines.spec import set_input_estimates
 
 SSE = "x86-64-linux-sse41"
 F, N, B = 64, 48, 32
@@ -31,8 +32,7 @@ def _update(root: bool = False) -> tuple[hl.Pipeline, dict[str, hl.ImageParam]]:
     g[f, n] += D[f, b.x] * X[n, b.x]
     out[f, n] = W[f, n] - hl.f32(0.1) * g[f, n]
     for P, shape in ((W, (F, N)), (D, (F, B)), (X, (N, B))):
-        for k, e in enumerate(shape):
-            P.dim(k).set_estimate(0, e)
+        set_input_estimates(P, shape)
     out.set_estimate(f, 0, F).set_estimate(n, 0, N)
     if root:
         g.compute_root()

@@ -152,7 +152,7 @@ class OuterTile:
     of the reduction before the next block starts, so the block of the operand the tiles share (a
     GEMM's weights: rows of the vector dimension times the block) is read from the cache instead of
     streamed once per register tile. Measured on ae_forward's first layer (512 x 784 weights, 256
-    images): 1.4-1.7 ms unblocked, 0.92-1.0 ms with blocks of 128. The loops inside the block loop
+    images): 1.3-1.7 ms unblocked, 0.92-1.03 ms with blocks of 128. The loops inside the block loop
     are then no compute sites (their RVar range is the block)."""
 
     func: int

@@ -12,8 +12,8 @@ dimension), unroll factor ``u`` and register tile ``r = u * V``, and an optional
 
 and the stage's loops are ordered, innermost first: the vector loop, the unrolled loops (vector
 dimension first), the RVars (serial, in their RDom order), the ``d_i`` loops, the block loop of the
-outermost RVar when ``OuterTile.rblock`` cuts it (that RVar's in-block loop stays with the RVars), the ``d_s`` loops
-(level ``outer``: serial, sites for producers), the ``d_o`` loops (for a parallel root Func fused
+outermost RVar when ``OuterTile.rblock`` cuts it (its in-block loop stays with the RVars), the ``d_s``
+loops (level ``outer``: serial, sites for producers), the ``d_o`` loops (for a parallel root Func fused
 into one parallel task loop). Splits are outer-first, so every split after
 the first one of a dimension is exact and only the first carries a tail.
 
@@ -345,21 +345,23 @@ def _fixed_gpu_plan(func: int, stage: int, pure: Sequence[tuple[str, int, int]],
                      GPU_KERNEL, tuple(l.var for l in [block] + extra), (inner,))
 
 
-def rblock_names(node: Node, stage: Stage) -> tuple[str, str]:
-    """Halide names of the block loop and the in-block loop of an ``OuterTile.rblock`` split."""
+def _free_stem(node: Node, stem: str) -> str:
+    """``stem``, with ``_`` appended until no argument or RVar name of the Func starts with it."""
     taken = set(node.args) | {rv.var for d in node.func.definitions for rv in d.rvars}
-    stem = f"rb{stage.index}"
     while any(n.startswith(stem) for n in taken):
         stem += "_"
+    return stem
+
+
+def rblock_names(node: Node, stage: Stage) -> tuple[str, str]:
+    """Halide names of the block loop and the in-block loop of an ``OuterTile.rblock`` split."""
+    stem = _free_stem(node, f"rb{stage.index}")
     return f"{stem}_o", f"{stem}_i"
 
 
 def rfactor_names(node: Node, stage: Stage) -> tuple[str, str, str]:
     """Halide names of the split RVars and of the intermediate's new Var for an RFactor stage."""
-    taken = set(node.args) | {rv.var for d in node.func.definitions for rv in d.rvars}
-    stem = f"rf{stage.index}"
-    while any(n.startswith(stem) for n in taken):
-        stem += "_"
+    stem = _free_stem(node, f"rf{stage.index}")
     return f"{stem}_o", f"{stem}_i", f"{stem}_u"
 
 

@@ -59,10 +59,11 @@ A state is immutable: ``apply(decision)`` and ``children()`` return new states.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import halide as hl
@@ -158,9 +159,10 @@ STENCIL_HALO = 64   # the largest footprint growth per consumer point that count
 
 
 RBLOCK_MIN_EXTENT = 256   # shorter reductions: the register tiles' operand rows fit the caches unblocked
-RBLOCK_TARGET = 128       # steps per block (ae_forward's first layer: 128 and 256 equally good, 64 worse)
+RBLOCK_TARGET = 128       # steps per block (ae_forward's first layer: 128 and 256 within noise, 64 no better)
 
 
+@functools.lru_cache(maxsize=None)
 def rblock_size(extent: int) -> int:
     """The block an RVar of ``extent`` steps is cut into (``OuterTile.rblock``), or 0 for none: the
     divisor of the extent in [64, 256] nearest ``RBLOCK_TARGET`` (no tail to guard), else the target."""
@@ -766,8 +768,7 @@ class State:
         op, why = gpu_rules.reduction_problem(node, st)
         if why:
             raise IllegalDecisionError(f"{st.name} cannot be rfactored: {why}")
-        bounds = self._t.region[f][1][s]
-        rext = [max(b.extent, 1) for l, b in zip(st.loops, bounds) if l.rvar]
+        rext = self.rvar_extents(f, s)
         if not 0 <= d.rvar < len(rext):
             raise IllegalDecisionError(f"{st.name} has {len(rext)} RVars; no RVar number {d.rvar}: {d}")
         if not 2 <= d.factor <= rext[d.rvar]:
@@ -779,6 +780,7 @@ class State:
                 raise IllegalDecisionError(f"{st.name} cannot combine its partial results with atomic(): {why}")
         t = self._t.copy()
         t.rfactor[(f, s)] = d
+        bounds = self._t.region[f][1][s]
         t.plans[(f, s)] = plan_rfactor(node, st, d, bounds) if self.space.gpu else plan_cpu_rfactor(
             node, st, d, bounds, self.space.vector_width[st.id], self.space.parallelism)
         slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
@@ -826,10 +828,14 @@ class State:
         slot = (SLOT_INNER, f, s + 1) if s + 1 < len(node.stages) else self._next_place_slot(f)
         return self._child(d, slot, t)
 
+    def rvar_extents(self, f: int, s: int) -> list[int]:
+        """Extents of stage ``s`` of ``f``'s RVars at its compute site, innermost first."""
+        st = self.space.stage(f, s)
+        return [max(b.extent, 1) for l, b in zip(st.loops, self._t.region[f][1][s]) if l.rvar]
+
     def rblock_extent(self, f: int, s: int) -> int:
         """Extent of the outermost RVar of stage ``s`` of ``f`` (the one ``OuterTile.rblock`` cuts)."""
-        st = self.space.stage(f, s)
-        rext = [max(b.extent, 1) for l, b in zip(st.loops, self._t.region[f][1][s]) if l.rvar]
+        rext = self.rvar_extents(f, s)
         return rext[-1] if rext else 0
 
     def _check_rblock(self, d: OuterTile, inner: Union[InnerTile, Kernel]) -> None:
@@ -991,16 +997,14 @@ class State:
         size = rblock_size(self.rblock_extent(f, s))
         if not size:
             return []
-        return [OuterTile(d.func, d.stage, d.tiles, True, d.sub, size)
-                for d in tiles if isinstance(d, OuterTile) and d.parallel and not d.rblock]
+        return [replace(d, rblock=size) for d in tiles if isinstance(d, OuterTile) and d.parallel]
 
     def _cpu_rfactor_options(self, f: int, s: int) -> list[Decision]:
         """RFactor choices of a root Func's update on CPU (``cpu_rfactor.cpu_rfactor_options``)."""
         st = self.space.stage(f, s)
         if s == 0 or not st.rvar_loops or self._t.place[f].where != WHERE_ROOT:
             return []
-        bounds = self._t.region[f][1][s]
-        rext = [max(b.extent, 1) for l, b in zip(st.loops, bounds) if l.rvar]
+        rext = self.rvar_extents(f, s)
         pure = 1
         for e in self._extents(f, s).values():
             pure *= e
@@ -1048,8 +1052,7 @@ class State:
             out: list[Decision] = list(gpu_rules.inner_options(f, s, dims, extents, bool(st.rvar_loops),
                                                                level == "block"))
             if s > 0 and level == "root" and st.rvar_loops:
-                bounds = self._t.region[f][1][s]
-                rext = [max(b.extent, 1) for l, b in zip(st.loops, bounds) if l.rvar]
+                rext = self.rvar_extents(f, s)
                 pure = 1
                 for d in dims:
                     pure *= extents[d]
