@@ -17,8 +17,10 @@ complete yet, the best partial state is completed greedily. When every child is 
 returned for any reason) the fallback is compute_root everywhere with the first tiling offered.
 
 Last, while the budget lasts, the best state's Funcs that host others get their register tiles
-re-chosen together with the tiles of the Funcs computed inside them (``refine.py``): the beam prices a
-consumer's tile before those reductions are placed.
+re-chosen together with the tiles of the Funcs computed inside them (``refine.refine_tiles``): the
+beam prices a consumer's tile before those reductions are placed. Then, for at most half the beam's
+time, producers of stencils are tried in sub-tiles of their consumers (``refine.refine_sites``), for
+the same reason: the beam prices a sub-tiled grid before anything is computed in it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .refine import refine_tiles
+from .refine import refine_sites, refine_tiles
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
@@ -40,6 +42,8 @@ CostFn = Callable[[Sequence[State]], np.ndarray]
 
 _COMPLETE = (math.inf,)
 REFINE_END = 0.97   # refinement stops at this share of the budget (a greedy replay step may overrun it)
+SITES_SHARE = 0.5   # refine_sites' time, as a share of the beam's
+SITES_MIN_S = 1.0
 
 
 @dataclass
@@ -183,8 +187,17 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
             uniq[hash(s)] = (c, s)
     ranked = sorted(uniq.values(), key=lambda cs: cs[0])
     if ranked and opts.refine:
-        c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, start + REFINE_END * opts.time_budget_s)
+        end = start + REFINE_END * opts.time_budget_s
+        c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, end)
         scored += n
+        # then the site moves, with at most SITES_SHARE of the beam's own time (many stencils: many
+        # moves), and the tiles again around a moved producer
+        beam_s = time.perf_counter() - start
+        c2, s2, n = refine_sites(s, c, cost_fn, min(end, time.perf_counter() + max(SITES_MIN_S, SITES_SHARE * beam_s)))
+        scored += n
+        if s2 is not s:
+            c, s, n = refine_tiles(s2, c2, cost_fn, end)
+            scored += n
         if s is not ranked[0][1] and hash(s) not in uniq:
             ranked.insert(0, (c, s))
     elapsed = time.perf_counter() - start

@@ -83,6 +83,7 @@ def bench_workload(spec: Any, sizes: dict, target: hl.Target, repeats: int, sear
             out = found.extra["outputs"]
             row["correct"] = outputs_ok(spec, out, reference)
             row["search_s"] = found.search_time_s
+            row["source"] = found.python_source
         except ToolkitError as e:
             row = {"error": str(e)}
         res["rows"][label] = row

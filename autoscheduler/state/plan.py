@@ -195,7 +195,15 @@ def plan_stage(node: Node, stage: Stage, bases: Sequence[str], inner: Union[Inne
                 outer_loops.append(LoopInfo(f"{b}_o", outer_level, d, -1, _ceil_div(e, t)))
                 cur = f"{b}_i"
         sub = subs.get(d)
-        if sub is not None and cur is not None:
+        if sub is not None and cur is not None and sub == r:
+            # a strip one register tile wide: the sub-tile loop is the register-tile loop
+            n_sub = t // sub if t is not None else _ceil_div(e, sub)
+            if r > 1:
+                splits.append(Split(cur, f"{b}_s", reg, r, TAIL_GUARD if t is not None else tail))
+            sub_loops.append(LoopInfo(f"{b}_s" if r > 1 else cur, LEVEL_OUTER, d, -1, n_sub,
+                                      tile_extent=n_sub if t is not None else 0))
+            cur = None
+        elif sub is not None and cur is not None:
             # the serial sub-tile level inside a task: exact inside a task tile, the first split
             # (with the stage's tail) of an untiled dimension
             if t is not None:

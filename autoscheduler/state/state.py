@@ -81,7 +81,7 @@ from .decisions import Layout, Wrap
 from . import layout as layout_rules
 from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
                    StagePlan, base_names, plan_rfactor, plan_stage)
-from .tilings import inner_options, outer_options
+from .tilings import inner_options, outer_options, sub_options
 from .cpu_rfactor import cpu_rfactor_options, plan_cpu_rfactor
 
 FORMAT = "autoscheduler.state/1"
@@ -986,6 +986,21 @@ class State:
                                                    sub=f in self.space.stencil_above))
         tiles += self._rblock_options(f, s, tiles)
         return tiles + layout_rules.layout_options(self, f, s)   # optional Layout / Wrap (``layout.py``)
+
+    def sub_grid_options(self, f: int, s: int, n_max: int = 48) -> list[OuterTile]:
+        """At ``f``'s outer slot (``s``): the parallel task grids of the menu with sub-tiles, up to
+        ``n_max`` spread over all of them, and strips one register tile wide (the menu itself
+        sub-tiles only the grids with the fewest tasks, and never in strips: both are for
+        ``refine.refine_sites``, which places a producer in them; in the beam they only crowded out
+        better choices)."""
+        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+            return []
+        grids = [d.tiles for d in outer_options(f, s, self.space.pure_dims(f, s), self._extents(f, s),
+                                                 self._register(self._t.inner[(f, s)]), True,
+                                                 self.space.parallelism) if d.parallel and d.tiles]
+        return sub_options(f, s, self.space.pure_dims(f, s), self._extents(f, s),
+                           self._register(self._t.inner[(f, s)]), grids, n_grids=len(grids), n_max=n_max,
+                           strips=True)
 
     def _rblock_options(self, f: int, s: int, tiles: Sequence[Decision]) -> list[Decision]:
         """The parallel task grids of a Kernel update of a root Func again, with the

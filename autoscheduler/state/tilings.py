@@ -158,14 +158,17 @@ def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
 
 
 def sub_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], reg: dict[int, int],
-                grids: Sequence[tuple[tuple[int, int], ...]]) -> list[OuterTile]:
+                grids: Sequence[tuple[tuple[int, int], ...]], n_grids: int = SUB_GRIDS,
+                n_max: int = MAX_SUB, strips: bool = False) -> list[OuterTile]:
     """Task grids with a serial sub-tile level inside each task (``OuterTile.sub``): for the
     ``SUB_GRIDS`` grids with the fewest (largest) tasks, sub-tiles of the innermost dimension or of
     the two innermost ones, ``SUB_SIZES`` sizes each (``SUB_COUNTS`` register tiles: sub-tiles of
-    cache size, at least two per task). At most ``MAX_SUB`` of them, evenly spread."""
+    cache size, at least two per task). At most ``n_max`` of them, evenly spread. ``n_grids`` and
+    ``n_max`` widen the choice, ``strips`` adds strips one register tile wide of the innermost
+    dimension (for ``State.sub_grid_options``)."""
     sub_dims = [d for d in dims if extents[d] > 1][:2]
     combos: list[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = []
-    for grid in sorted(grids, key=lambda g: _tasks(g, extents))[:SUB_GRIDS]:
+    for grid in sorted(grids, key=lambda g: _tasks(g, extents))[:n_grids]:
         tiles = dict(grid)
         per_dim: dict[int, list[int]] = {}
         for d in sub_dims:
@@ -178,11 +181,17 @@ def sub_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, i
         # the model on unsharp and bilateral_grid)
         choices: list[tuple[tuple[int, int], ...]] = (
             [((sub_dims[0], k * reg[sub_dims[0]]),) for k in per_dim[sub_dims[0]]] if sub_dims else [])
+        if sub_dims and strips:
+            # a strip one register tile wide, all of the task's other loops inside it
+            d0 = sub_dims[0]
+            span = tiles.get(d0, extents[d0])
+            if span > reg[d0] and (d0 not in tiles or span % reg[d0] == 0):
+                choices.append(((d0, reg[d0]),))
         if len(sub_dims) == 2:
             a, b = sub_dims
             choices += [((a, ka * reg[a]), (b, kb * reg[b])) for ka in per_dim[a] for kb in per_dim[b]]
         combos += [(_tasks(grid, extents), grid, c) for c in choices]
-    picked = [combos[i] for i in _spread_indices(len(combos), MAX_SUB)]
+    picked = [combos[i] for i in _spread_indices(len(combos), n_max)]
     return [OuterTile(func, stage, grid, True, tuple(sorted(sub))) for _, grid, sub in picked]
 
 

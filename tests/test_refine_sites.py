@@ -1,0 +1,108 @@
+"""``refine_sites``: a producer moved into a sub-tile of its stencil consumer, with the consumer's
+register tile and task grid re-chosen, still computes what compute_root computes."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+import halide as hl
+import halide_pipelines
+from autoscheduler.apply import schedule_source
+from autoscheduler.dag import FunctionDAG
+from autoscheduler.refine import refine_sites
+from autoscheduler.schedules import apply_source
+from autoscheduler.state import Decision, OuterTile, Place, State
+from tests.shared_pipelines import root_outputs
+
+SSE = "x86-64-linux-sse41"
+Picker = Callable[[list[Decision]], Optional[Decision]]
+
+
+def _index(dag: FunctionDAG, name: str) -> int:
+    return next(n.index for n in dag.nodes if n.name.split("$")[0] == name)
+
+
+def _build(dag: FunctionDAG, pick: Picker) -> State:
+    """A complete state: ``pick``'s choice where it makes one, else root, else the first option."""
+    st = State.initial(dag, SSE, parallelism=2)
+    while not st.is_complete:
+        opts = st.options()
+        roots = [d for d in opts if isinstance(d, Place) and d.where == "root"]
+        st = st.apply(pick(opts) or (roots[0] if roots else opts[0]))
+    return st
+
+
+def _in_sub_tile(st: State, producer: int, consumer: int) -> bool:
+    p = st.placement(producer)
+    outer = next(d for d in st.decisions if isinstance(d, OuterTile) and d.func == consumer)
+    return (p is not None and p.at is not None and p.at.func == consumer and p.at.level == "outer"
+            and bool(outer.sub) and p.at.dim == outer.sub[0][0])
+
+
+def _reward(producer: int, consumer: int) -> Callable[[Sequence[State]], np.ndarray]:
+    """Cheaper when ``producer`` is computed at a sub-tile loop of ``consumer``."""
+    return lambda states: np.array([10.0 if _in_sub_tile(s, producer, consumer) else 20.0 for s in states])
+
+
+def _check(name: str, st: State, sizes_list: Sequence[dict[str, int]], est: dict[str, int]) -> None:
+    spec = halide_pipelines.get(name)
+    src = schedule_source(st)
+    for sizes in sizes_list:
+        sizes = spec.sizes(**sizes)
+        built = spec.build(**sizes)
+        p = built.pipeline()
+        apply_source(src, p)
+        inputs = spec.make_inputs(0, **sizes)
+        got = halide_pipelines.realize(built, inputs, hl.Target(SSE), pipeline=p)
+        want = root_outputs(spec, sizes, inputs, hl.Target(SSE))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=max(spec.rtol, 1e-5), atol=max(spec.atol, 1e-6))
+
+
+def test_producer_moves_into_a_sub_tile_of_its_root_stencil_consumer():
+    est = {"width": 256, "height": 192}
+    spec = halide_pipelines.get("blur")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.sizes(**est)).pipeline())
+    bx, by = _index(dag, "blur_x"), _index(dag, "blur_y")
+    st = _build(dag, lambda opts: None)            # everything root, first tilings
+    assert st.placement(bx).where == "root" and not _in_sub_tile(st, bx, by)
+    cost_fn = _reward(bx, by)
+    c, best, scored = refine_sites(st, 20.0, cost_fn, time.perf_counter() + 60)
+    assert best.is_complete and scored > 0 and c == 10.0 and _in_sub_tile(best, bx, by)
+    _check("blur", best, [est, {"width": 37, "height": 29}, {"width": 5, "height": 3}], est)
+
+
+def test_scan_moves_into_column_strips_of_its_consumer_made_root():
+    """max_filter: the vertical scan (an update over rows) computed per strip of ``vert``, which the
+    start state computed inside its consumer's tiles."""
+    spec = halide_pipelines.get("max_filter")
+    est = dict(spec.test_sizes)
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.sizes(**est)).pipeline())
+    vert, scan = _index(dag, "vert"), _index(dag, "vert_log")
+
+    def pick(opts: list[Decision]) -> Optional[Decision]:
+        at = [d for d in opts if isinstance(d, Place) and d.func == vert and d.at is not None
+              and d.store_at is None]
+        return at[0] if at else None
+
+    st = _build(dag, pick)
+    assert st.placement(vert).where == "at" and st.placement(scan).where == "root"
+    c, best, _ = refine_sites(st, 20.0, _reward(scan, vert), time.perf_counter() + 60)
+    assert c == 10.0 and best.placement(vert).where == "root" and _in_sub_tile(best, scan, vert)
+    _check("max_filter", best, [est, {"width": 23, "height": 17, "radius": 6}], est)
+
+
+def test_state_kept_when_nothing_is_cheaper_or_time_is_up():
+    est = {"width": 256, "height": 192}
+    spec = halide_pipelines.get("blur")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.sizes(**est)).pipeline())
+    st = _build(dag, lambda opts: None)
+    flat = lambda states: np.full(len(states), 5.0)     # noqa: E731 - every state costs the same
+    c, best, _ = refine_sites(st, 5.0, flat, time.perf_counter() + 60)
+    assert best is st and c == 5.0
+    bx, by = _index(dag, "blur_x"), _index(dag, "blur_y")
+    c, best, scored = refine_sites(st, 20.0, _reward(bx, by), time.perf_counter() - 1)
+    assert best is st and scored == 0
