@@ -123,8 +123,8 @@ def _replay(start: State, suffix: Sequence[Decision], host: int, cost_fn: CostFn
             continue
         if opts and isinstance(d, (InnerTile, Kernel)):   # no tail-padded tiles the beam would not take
             if moved is not None and d.func == moved.func:
-                # the moved producer: strictly (``_tails_ok``), and so not the vector of d if
-                # the new site is narrower than it
+                # the moved producer: no tile over the limit at all (``_tails_ok`` would drop the
+                # state), whatever its old tile wasted
                 opts = [o for o in opts if isinstance(o, (InnerTile, Kernel)) and _padding(st, o) <= MAX_PADDING]
             else:
                 limit = max(_padding(st, d), MAX_PADDING)
