@@ -179,6 +179,13 @@ def _same_resolution(e: Any) -> bool:
     return all(lo.affine and hi.affine and lo.coeff in (0, 1) and hi.coeff in (0, 1) for lo, hi in e.bounds)
 
 
+def is_stencil_edge(e: Any) -> bool:
+    """The consumer reads the producer at its own resolution over a small window: 1 to STENCIL_HALO
+    more points than it computes, one for one, in some dimension."""
+    return _same_resolution(e) and any(lo.coeff == 1 and 1 <= hi.constant - lo.constant <= STENCIL_HALO
+                                       for lo, hi in e.bounds)
+
+
 def _stencil_above(dag: FunctionDAG) -> set[int]:
     """Funcs with a stencil above them at their own resolution: a pure stage (no RVars) reading a
     computed Func over a small window (1 to STENCIL_HALO more points than it computes, one for one
@@ -192,9 +199,7 @@ def _stencil_above(dag: FunctionDAG) -> set[int]:
             if st.rvar_loops:
                 continue
             for e in st.incoming_edges:
-                if e.producer.is_input or not _same_resolution(e):
-                    continue
-                if any(lo.coeff == 1 and 1 <= hi.constant - lo.constant <= STENCIL_HALO for lo, hi in e.bounds):
+                if not e.producer.is_input and is_stencil_edge(e):
                     direct.add(n.index)
     memo: dict[int, bool] = {}
 
