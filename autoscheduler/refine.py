@@ -253,22 +253,18 @@ def _tails_ok(state: State, f: int) -> bool:
     producer computed per sub-tile covers the sub-tile plus its halo, which a vector of 32 lanes can
     overshoot by half (stencil_chain's first stage at 64-wide sub-tiles: 96 lanes for 68 points). The
     network does not price those lanes (predicted 9% cheaper, ran 17-36% slower)."""
-    for s in range(_n_stages(state, f)):
+    for s in range(len(state.space.node(f).stages)):
         d = state.inner(f, s)
         if isinstance(d, (InnerTile, Kernel)) and _padding(state, d) > MAX_PADDING:
             return False
     return True
 
 
-def _n_stages(state: State, f: int) -> int:
-    return len(next(n for n in state.space.dag.nodes if n.index == f).stages)
-
-
 def _site_branches(state: State, trace: Sequence[Decision], c: int) -> list[tuple[State, int, Place]]:
     """For consumer ``c`` (see ``refine_sites``): (state at ``c``'s outer slot with a sub-tiled task
     grid applied, where the trace resumes, the moved producer's new Place)."""
     space = state.space
-    node = next(n for n in space.dag.nodes if n.index == c)
+    node = space.node(c)
     if c not in space.stencil_above or len(node.stages) != 1:
         return []
     producers = sorted({e.producer.index for e in node.stages[0].incoming_edges

@@ -4,7 +4,8 @@ For each workload: ours (predict only), ours with --benchmark-top K (the K best 
 fastest kept), root, Adams2019 (parallelism = cores and 16, the faster kept), Mullapudi2016, Li2018,
 PyTorch (deep-learning workloads); run time min/median, search time, % of peak (re-measured beside
 each workload), ratios ours / each baseline; then ours, the top-K pick and Adams2019's schedule timed
-again side by side, interleaved (``--rounds``), the ratios the targets are judged by. Writes bench/results/autoschedule_vs_baselines.json.
+again side by side, interleaved (``--rounds``): the ratios the targets are judged by. Writes
+bench/results/autoschedule_vs_baselines.json (with every row's schedule source).
 
     python bench/autoschedule_vs_baselines.py [--only conv_layer,ae_forward] [--mission] [--top 8]
 """

@@ -1000,12 +1000,11 @@ class State:
         better choices)."""
         if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
             return []
-        grids = [d.tiles for d in outer_options(f, s, self.space.pure_dims(f, s), self._extents(f, s),
-                                                 self._register(self._t.inner[(f, s)]), True,
-                                                 self.space.parallelism) if d.parallel and d.tiles]
-        return sub_options(f, s, self.space.pure_dims(f, s), self._extents(f, s),
-                           self._register(self._t.inner[(f, s)]), grids, n_grids=len(grids), n_max=n_max,
-                           strips=True)
+        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
+        reg = self._register(self._t.inner[(f, s)])
+        grids = [d.tiles for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism)
+                 if d.parallel and d.tiles]
+        return sub_options(f, s, dims, extents, reg, grids, n_grids=len(grids), n_max=n_max, strips=True)
 
     def _rblock_options(self, f: int, s: int, tiles: Sequence[Decision]) -> list[Decision]:
         """The parallel task grids of a Kernel update of a root Func again, with the
