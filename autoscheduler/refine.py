@@ -124,8 +124,11 @@ def _replay(start: State, suffix: Sequence[Decision], host: int, cost_fn: CostFn
             continue
         if opts and isinstance(d, (InnerTile, Kernel)):   # no tail-padded tiles the beam would not take
             if moved is not None and d.func == moved.func:
-                # the moved producer: no tile over the limit at all (``_tails_ok`` would drop the
-                # state), whatever its old tile wasted
+                # the moved producer: no tile over the limit at all, whatever its old tile wasted (none
+                # left: no state). Computed per sub-tile it covers the sub-tile plus its halo, which a
+                # vector of 32 lanes can overshoot by half (stencil_chain's first stage at 64-wide
+                # sub-tiles: 96 lanes for 68 points, predicted 9% cheaper, ran 13-27% slower in four
+                # A/Bs); the network does not price those lanes.
                 opts = [o for o in opts if isinstance(o, (InnerTile, Kernel)) and _padding(st, o) <= MAX_PADDING]
             else:
                 limit = max(_padding(st, d), MAX_PADDING)
@@ -208,7 +211,7 @@ def refine_sites(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     For every single-stage Func ``c`` with a stencil above it (``SearchSpace.stencil_above``) and
     every producer ``p`` it reads as a stencil (``is_stencil_edge``; a producer read point for point
     gains nothing from a sub-tile over being computed per row, and harris's ``trace`` moved into one
-    was predicted 6% cheaper and ran 10-17% slower in three of four A/Bs) that is not inlined: ``c`` computed at root (if it was not), each of its
+    was predicted 6% cheaper and ran 12-20% slower in three of four A/Bs) that is not inlined: ``c`` computed at root (if it was not), each of its
     register tiles with the original's vector dimension, each sub-tiled task grid
     (``State.sub_grid_options``), ``p`` computed at the innermost sub-tile loop; the rest of the trace
     replayed, the tiles of ``p`` and of what is computed inside it re-chosen greedily, and any
@@ -243,21 +246,9 @@ def refine_sites(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
                 start, k, moved = branches[group[int(j)][1]]
                 done, n = _replay(start, trace[k:], c, cost_fn, deadline, moved=moved)
                 scored += n
-                if done is not None and _tails_ok(done, moved.func):
+                if done is not None:
                     found.append(done)
     return _pick(state, cost, found, cost_fn, scored)
-
-
-def _tails_ok(state: State, f: int) -> bool:
-    """Every stage of ``f`` computes at most MAX_PADDING of the points it needs where it is now: a
-    producer computed per sub-tile covers the sub-tile plus its halo, which a vector of 32 lanes can
-    overshoot by half (stencil_chain's first stage at 64-wide sub-tiles: 96 lanes for 68 points). The
-    network does not price those lanes (predicted 9% cheaper, ran 17-36% slower)."""
-    for s in range(len(state.space.node(f).stages)):
-        d = state.inner(f, s)
-        if isinstance(d, (InnerTile, Kernel)) and _padding(state, d) > MAX_PADDING:
-            return False
-    return True
 
 
 def _site_branches(state: State, trace: Sequence[Decision], c: int) -> list[tuple[State, int, Place]]:

@@ -57,7 +57,7 @@ class SearchOptions:
     seed: int = 0
     time_budget_s: float = 30.0
     top_k: int = 1
-    refine: bool = True     # retile the Funcs that host others afterwards (``refine.py``)
+    refine: bool = True     # refine the best state afterwards: tiles of hosts, sites of producers (``refine.py``)
 
 
 @dataclass
@@ -188,12 +188,13 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
     ranked = sorted(uniq.values(), key=lambda cs: cs[0])
     if ranked and opts.refine:
         end = start + REFINE_END * opts.time_budget_s
+        beam_s = time.perf_counter() - start
         c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, end)
         scored += n
         # then the site moves, with at most SITES_SHARE of the beam's own time (many stencils: many
         # moves), and the tiles again around a moved producer
-        beam_s = time.perf_counter() - start
-        c2, s2, n = refine_sites(s, c, cost_fn, min(end, time.perf_counter() + max(SITES_MIN_S, SITES_SHARE * beam_s)))
+        sites_end = min(end, time.perf_counter() + max(SITES_MIN_S, SITES_SHARE * beam_s))
+        c2, s2, n = refine_sites(s, c, cost_fn, sites_end)
         scored += n
         if s2 is not s:
             c, s, n = refine_tiles(s2, c2, cost_fn, end)

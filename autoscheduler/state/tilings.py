@@ -184,8 +184,7 @@ def sub_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, i
         if sub_dims and strips:
             # a strip one register tile wide, all of the task's other loops inside it
             d0 = sub_dims[0]
-            span = tiles.get(d0, extents[d0])
-            if span > reg[d0] and (d0 not in tiles or span % reg[d0] == 0):
+            if tiles.get(d0, extents[d0]) > reg[d0]:      # a task tile is a multiple of the register tile
                 choices.append(((d0, reg[d0]),))
         if len(sub_dims) == 2:
             a, b = sub_dims
