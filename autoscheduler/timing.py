@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import halide as hl
 
-from halide_pipelines.spec import BuiltPipeline, output_buffers
+from halide_pipelines.spec import BuiltPipeline, aligned_inputs, output_buffers
 
 
 def time_callable(fn: Callable[[], Any], *, repeats: int = 5, min_sample_s: float = 0.05) -> dict[str, float]:
@@ -34,7 +34,7 @@ def time_callable(fn: Callable[[], Any], *, repeats: int = 5, min_sample_s: floa
 
 def time_pipeline(built: BuiltPipeline, pipeline: hl.Pipeline, inputs: Mapping[str, Any],
                   target: hl.Target, *, repeats: int = 5, min_sample_s: float = 0.05) -> dict[str, float]:
-    keep = built.bind_inputs(inputs)
+    keep = built.bind_inputs(aligned_inputs(inputs))   # see halide_pipelines.spec.aligned
     t0 = time.perf_counter()
     pipeline.compile_jit(target)
     compile_s = time.perf_counter() - t0
