@@ -19,8 +19,10 @@ returned for any reason) the fallback is compute_root everywhere with the first 
 Last, while the budget lasts, the best state's Funcs that host others get their register tiles
 re-chosen together with the tiles of the Funcs computed inside them (``refine.refine_tiles``): the
 beam prices a consumer's tile before those reductions are placed. Then, for at most half the beam's
-time, producers of stencils are tried in sub-tiles of their consumers (``refine.refine_sites``), for
-the same reason: the beam prices a sub-tiled grid before anything is computed in it.
+time each, the Funcs with a reduction computed per register tile try other tile shapes with their
+task grids re-chosen (``refine.refine_kernels``), and producers of stencils are tried in sub-tiles
+of their consumers (``refine.refine_sites``), for the same reason: the beam prices a tile or a
+sub-tiled grid before anything is computed in it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .refine import refine_sites, refine_tiles
+from .refine import refine_kernels, refine_sites, refine_tiles
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
@@ -190,6 +192,10 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
         end = start + REFINE_END * opts.time_budget_s
         beam_s = time.perf_counter() - start
         c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, end)
+        scored += n
+        # register-tile shapes and task grids of the Funcs that host reductions (Adams2019's
+        # two-dimensional tiles among them), with at most SITES_SHARE of the beam's time
+        c, s, n = refine_kernels(s, c, cost_fn, min(end, time.perf_counter() + max(SITES_MIN_S, SITES_SHARE * beam_s)))
         scored += n
         # then the site moves, with at most SITES_SHARE of the beam's own time (many stencils: many
         # moves), and the tiles again around a moved producer

@@ -81,7 +81,7 @@ from .decisions import Layout, Wrap
 from . import layout as layout_rules
 from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
                    StagePlan, base_names, plan_rfactor, plan_stage)
-from .tilings import inner_options, outer_options, sub_options
+from .tilings import inner_options, outer_options, sub_options, two_row_kernels
 from .cpu_rfactor import cpu_rfactor_options, plan_cpu_rfactor
 
 FORMAT = "autoscheduler.state/1"
@@ -1005,6 +1005,18 @@ class State:
         grids = [d.tiles for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism)
                  if d.parallel and d.tiles]
         return sub_options(f, s, dims, extents, reg, grids, n_grids=len(grids), n_max=n_max, strips=True)
+
+    def two_row_tile_options(self, f: int, s: int, vector_dim: int, vector_width: int) -> list[InnerTile]:
+        """At ``f``'s inner slot (``s``): register tiles over two non-vector dimensions with the given
+        vector, the shapes a reduction's kernel may take (``tilings.two_row_kernels``), as pure-stage
+        tiles. Not in the beam's menu (offered to every pure stage they misled it: a pointwise
+        stage is priced before the reduction computed in its tile is placed); for
+        ``refine.refine_tiles``, which prices them with the reduction in place."""
+        if self.slot != (SLOT_INNER, f, s) or vector_dim not in self.space.pure_dims(f, s):
+            return []
+        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
+        return [InnerTile(k.func, k.stage, k.vector_dim, k.vector_width, k.unroll)
+                for k in two_row_kernels(f, s, dims, extents, vector_dim, vector_width)]
 
     def _rblock_options(self, f: int, s: int, tiles: Sequence[Decision]) -> list[Decision]:
         """The parallel task grids of a Kernel update of a root Func again, with the

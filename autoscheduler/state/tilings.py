@@ -88,11 +88,11 @@ def inner_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
                 out.append(Kernel(func, stage, v, w, unroll) if has_rvars
                            else InnerTile(func, stage, v, w, unroll))
         if has_rvars:
-            out += _two_row_kernels(func, stage, dims, extents, v, w)
+            out += two_row_kernels(func, stage, dims, extents, v, w)
     return out
 
 
-def _two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], v: int,
+def two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], v: int,
                      w: int) -> list[Union[InnerTile, Kernel]]:
     """Reduction register tiles over two non-vector dimensions (a 2x2 block of a pooled conv's
     outputs, say: Adams2019 unrolls such small consumer windows). Each dimension takes a factor of
