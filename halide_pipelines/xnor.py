@@ -37,7 +37,7 @@ import halide as hl
 
 from . import register
 from .conv import WorkloadSizeError, check_sizes, nchw, nhwc, oihw
-from .spec import BuiltPipeline, PipelineSpec, set_input_estimates, set_output_estimates
+from .spec import BuiltPipeline, PipelineSpec, aligned, set_input_estimates, set_output_estimates
 
 WORD = 32
 BN_EPS = 1e-5
@@ -226,8 +226,8 @@ def torch_xnor(inp: dict[str, Any], ci: int, co: int, width: int, height: int,
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(nchw(inp["input"]))
-    w = torch.from_numpy(oihw(inp["filter"]))
+    x = torch.from_numpy(aligned(nchw(inp["input"])))     # as Halide's inputs (``spec.aligned``)
+    w = torch.from_numpy(aligned(oihw(inp["filter"])))
 
     def run() -> Any:
         with torch.no_grad():
@@ -303,8 +303,8 @@ def torch_bwn(inp: dict[str, Any], ci: int, co: int, width: int, height: int,
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(nchw(inp["input"]))
-    w = torch.from_numpy(oihw(inp["filter"]))
+    x = torch.from_numpy(aligned(nchw(inp["input"])))     # as Halide's inputs (``spec.aligned``)
+    w = torch.from_numpy(aligned(oihw(inp["filter"])))
 
     def run() -> Any:
         with torch.no_grad():
