@@ -331,8 +331,8 @@ def refine_kernels(state: State, cost: float, cost_fn: CostFn, deadline: float) 
     if not state.is_complete or space.gpu or not math.isfinite(cost):
         return cost, state, 0
     trace = list(state.decisions)
-    parent = {d.func: d.at.func for d in trace if isinstance(d, Place) and d.at is not None}
     sites = {d.func: d.at for d in trace if isinstance(d, Place) and d.at is not None}
+    parent = {f: at.func for f, at in sites.items()}
     found: list[State] = []
     scored = 0
     st = State.from_space(space)

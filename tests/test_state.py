@@ -367,3 +367,23 @@ def test_sub_tiles_are_checked_and_round_trip():
         s.apply(OuterTile(out, 0, ((1, rows),), True, ((1, rows),)))
     with pytest.raises(IllegalDecisionError, match="parallel tasks of a root"):
         s.apply(OuterTile(out, 0, ((1, rows),), False, ((0, 16),)))
+
+
+@pytest.mark.parametrize("clamp_where", ["root", "inline"])
+def test_a_copy_of_an_input_is_inlined_unless_its_consumers_are(clamp_where: str) -> None:
+    """multi_output's input wrapper (what ``repeat_edge`` clamps) may only be inlined once the clamp
+    is computed somewhere; with the clamp inlined too, the search may still place the copy."""
+    spec = halide_pipelines.get("multi_output")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+    clamp_node = next(n for n in dag.nodes if n.name.split("$")[0] == "repeat_edge")
+    clamp = clamp_node.index
+    copy = next(e.producer.index for e in clamp_node.stages[0].incoming_edges if not e.producer.is_input)
+    st = State.initial(dag, "x86-64-linux-sse41", parallelism=2)
+    while not (st.slot is not None and st.slot[0] == "place" and st.slot[1] == copy):
+        opts = st.options()
+        if st.slot is not None and st.slot[0] == "place" and st.slot[1] == clamp:
+            st = st.apply(next(d for d in opts if isinstance(d, Place) and d.where == clamp_where))
+        else:
+            st = st.apply(opts[0])
+    wheres = {d.where for d in st.options() if isinstance(d, Place)}
+    assert wheres == {"inline"} if clamp_where == "root" else {"inline", "root"} <= wheres
