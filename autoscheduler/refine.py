@@ -137,16 +137,23 @@ def _replay(start: State, suffix: Sequence[Decision], host: int, cost_fn: CostFn
             else:
                 limit = max(_padding(st, d), MAX_PADDING)
                 opts = [o for o in opts if isinstance(o, (InnerTile, Kernel)) and _padding(st, o) <= limit] or opts
-        kids = [st.apply(o) for o in opts]
-        if not kids:
+        best, n = _cheapest([st.apply(o) for o in opts], cost_fn)
+        scored += n
+        if best is None:
             return None, scored
-        costs = np.asarray(cost_fn(kids), dtype=np.float64)
-        scored += len(kids)
-        costs[~np.isfinite(costs)] = np.inf
-        if not np.isfinite(costs).any():
-            return None, scored
-        st = kids[int(np.argmin(costs))]
+        st = best
     return (st if st.is_complete or partial else None), scored
+
+
+def _cheapest(kids: Sequence[State], cost_fn: CostFn) -> tuple[Optional[State], int]:
+    """The state of ``kids`` the cost model prices lowest (None when none is finite), states scored."""
+    if not kids:
+        return None, 0
+    costs = np.asarray(cost_fn(kids), dtype=np.float64)
+    costs[~np.isfinite(costs)] = np.inf
+    if not np.isfinite(costs).any():
+        return None, len(kids)
+    return kids[int(np.argmin(costs))], len(kids)
 
 
 def _plain(d: Decision) -> Decision:
@@ -444,13 +451,9 @@ def _apply_all(start: State, decisions: Sequence[Decision],
             continue
         if cost_fn is None:
             return None, scored
-        kids = [st.apply(o) for o in st.options() if _same_slot(o, e)]
-        if not kids:
+        best, n = _cheapest([st.apply(o) for o in st.options() if _same_slot(o, e)], cost_fn)
+        scored += n
+        if best is None:
             return None, scored
-        costs = np.asarray(cost_fn(kids), dtype=np.float64)
-        scored += len(kids)
-        costs[~np.isfinite(costs)] = np.inf
-        if not np.isfinite(costs).any():
-            return None, scored
-        st = kids[int(np.argmin(costs))]
+        st = best
     return st, scored

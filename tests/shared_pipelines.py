@@ -36,3 +36,22 @@ def root_outputs(spec: Any, sizes: dict[str, int], inputs: Any, target: Any) -> 
     p = built.pipeline()
     apply_source(root_source(p), p)
     return halide_pipelines.realize(built, inputs, target, pipeline=p)
+
+
+def check_against_root(name: str, state: Any, sizes_list: Any, target: str = "x86-64-linux-sse41") -> None:
+    """``state``'s schedule of bundled workload ``name`` equals the compute_root output at each of
+    ``sizes_list`` (within the workload's tolerance)."""
+    import numpy as np
+    from autoscheduler.apply import schedule_source
+    spec = halide_pipelines.get(name)
+    src = schedule_source(state)
+    for sizes in sizes_list:
+        sizes = spec.sizes(**sizes)
+        built = spec.build(**sizes)
+        p = built.pipeline()
+        apply_source(src, p)
+        inputs = spec.make_inputs(0, **sizes)
+        got = halide_pipelines.realize(built, inputs, hl.Target(target), pipeline=p)
+        want = root_outputs(spec, sizes, inputs, hl.Target(target))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=max(spec.rtol, 1e-5), atol=max(spec.atol, 1e-6))

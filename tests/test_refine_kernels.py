@@ -10,14 +10,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-import halide as hl
 import halide_pipelines
-from autoscheduler.apply import schedule_source
 from autoscheduler.dag import FunctionDAG
 from autoscheduler.refine import KERNEL_MARGIN, refine_kernels
-from autoscheduler.schedules import apply_source
 from autoscheduler.state import InnerTile, Kernel, LoopRef, Place, State
-from tests.shared_pipelines import root_outputs
+from tests.shared_pipelines import check_against_root
 
 SSE = "x86-64-linux-sse41"
 EST = {"ci": 8, "co": 16, "width": 12, "height": 10, "batch": 4}
@@ -58,21 +55,6 @@ def _reward(relu: int) -> Callable[[Sequence[State]], np.ndarray]:
     return lambda states: np.array([10.0 if _two_dim(s, relu) else 20.0 for s in states])
 
 
-def _check(st: State, sizes_list: Sequence[dict[str, int]]) -> None:
-    spec = halide_pipelines.get("conv_layer")
-    src = schedule_source(st)
-    for sizes in sizes_list:
-        sizes = spec.sizes(**sizes)
-        built = spec.build(**sizes)
-        p = built.pipeline()
-        apply_source(src, p)
-        inputs = spec.make_inputs(0, **sizes)
-        got = halide_pipelines.realize(built, inputs, hl.Target(SSE), pipeline=p)
-        want = root_outputs(spec, sizes, inputs, hl.Target(SSE))
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, rtol=max(spec.rtol, 1e-5), atol=max(spec.atol, 1e-6))
-
-
 def test_host_of_a_per_tile_reduction_takes_a_two_dimensional_tile():
     dag, relu, conv = _conv_dag()
     st = _start(dag, relu, conv)
@@ -83,7 +65,7 @@ def test_host_of_a_per_tile_reduction_takes_a_two_dimensional_tile():
     relu_tile = next(d for d in best.decisions if isinstance(d, InnerTile) and d.func == relu)
     kernel = next(d for d in best.decisions if isinstance(d, Kernel) and d.func == conv)
     assert best.placement(conv).at == LoopRef(relu, 0, "inner", 0) and kernel.unroll == relu_tile.unroll
-    _check(best, [EST, {"ci": 3, "co": 5, "width": 7, "height": 5, "batch": 3},
+    check_against_root("conv_layer", best, [EST, {"ci": 3, "co": 5, "width": 7, "height": 5, "batch": 3},
                   {"ci": 1, "co": 1, "width": 1, "height": 1, "batch": 1}])
 
 

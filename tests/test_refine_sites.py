@@ -8,14 +8,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-import halide as hl
 import halide_pipelines
-from autoscheduler.apply import schedule_source
 from autoscheduler.dag import FunctionDAG
 from autoscheduler.refine import refine_sites
-from autoscheduler.schedules import apply_source
 from autoscheduler.state import Decision, OuterTile, Place, State
-from tests.shared_pipelines import root_outputs
+from tests.shared_pipelines import check_against_root
 
 SSE = "x86-64-linux-sse41"
 Picker = Callable[[list[Decision]], Optional[Decision]]
@@ -47,21 +44,6 @@ def _reward(producer: int, consumer: int) -> Callable[[Sequence[State]], np.ndar
     return lambda states: np.array([10.0 if _in_sub_tile(s, producer, consumer) else 20.0 for s in states])
 
 
-def _check(name: str, st: State, sizes_list: Sequence[dict[str, int]], est: dict[str, int]) -> None:
-    spec = halide_pipelines.get(name)
-    src = schedule_source(st)
-    for sizes in sizes_list:
-        sizes = spec.sizes(**sizes)
-        built = spec.build(**sizes)
-        p = built.pipeline()
-        apply_source(src, p)
-        inputs = spec.make_inputs(0, **sizes)
-        got = halide_pipelines.realize(built, inputs, hl.Target(SSE), pipeline=p)
-        want = root_outputs(spec, sizes, inputs, hl.Target(SSE))
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, rtol=max(spec.rtol, 1e-5), atol=max(spec.atol, 1e-6))
-
-
 def test_producer_moves_into_a_sub_tile_of_its_root_stencil_consumer():
     est = {"width": 256, "height": 192}
     spec = halide_pipelines.get("blur")
@@ -72,7 +54,7 @@ def test_producer_moves_into_a_sub_tile_of_its_root_stencil_consumer():
     cost_fn = _reward(bx, by)
     c, best, scored = refine_sites(st, 20.0, cost_fn, time.perf_counter() + 60)
     assert best.is_complete and scored > 0 and c == 10.0 and _in_sub_tile(best, bx, by)
-    _check("blur", best, [est, {"width": 37, "height": 29}, {"width": 5, "height": 3}], est)
+    check_against_root("blur", best, [est, {"width": 37, "height": 29}, {"width": 5, "height": 3}])
 
 
 def test_scan_moves_into_column_strips_of_its_consumer_made_root():
@@ -92,7 +74,7 @@ def test_scan_moves_into_column_strips_of_its_consumer_made_root():
     assert st.placement(vert).where == "at" and st.placement(scan).where == "root"
     c, best, _ = refine_sites(st, 20.0, _reward(scan, vert), time.perf_counter() + 60)
     assert c == 10.0 and best.placement(vert).where == "root" and _in_sub_tile(best, scan, vert)
-    _check("max_filter", best, [est, {"width": 23, "height": 17, "radius": 6}], est)
+    check_against_root("max_filter", best, [est, {"width": 23, "height": 17, "radius": 6}])
 
 
 def test_state_kept_when_nothing_is_cheaper_or_time_is_up():
