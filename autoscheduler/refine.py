@@ -322,7 +322,7 @@ def refine_kernels(state: State, cost: float, cost_fn: CostFn, deadline: float) 
     computed twice); 2 vectors x 3 columns x 2 images in one-row tasks, Adams2019's shape, is
     predicted 15% cheaper and was never generated. ``refine_tiles`` only tries larger tiles, with the
     task grid kept. With this step conv_layer_b8 takes 2 vectors x 2 columns x 3 rows in 28 tasks
-    (predicted 12% cheaper) and ran 8% faster in two A/Bs, 1.02-1.04x Adams2019's time instead of
+    (predicted 12% cheaper) and ran 7-8% faster in two A/Bs, 1.02-1.04x Adams2019's time instead of
     1.11-1.12x; conv_layer the same shape, 5-7% faster.
 
     For every InnerTile of a Func with a reduction computed per register tile (at the loop right

@@ -44,8 +44,8 @@ CostFn = Callable[[Sequence[State]], np.ndarray]
 
 _COMPLETE = (math.inf,)
 REFINE_END = 0.97   # refinement stops at this share of the budget (a greedy replay step may overrun it)
-SITES_SHARE = 0.5   # refine_sites' time, as a share of the beam's
-SITES_MIN_S = 1.0
+REFINE_SHARE = 0.5  # refine_kernels' and refine_sites' time, each, as a share of the beam's ...
+REFINE_MIN_S = 1.0  # ... but at least this
 
 
 @dataclass
@@ -193,14 +193,16 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
         beam_s = time.perf_counter() - start
         c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, end)
         scored += n
+        def share_end() -> float:
+            """REFINE_SHARE of the beam's own time from now (many hosts or stencils: many branches)."""
+            return min(end, time.perf_counter() + max(REFINE_MIN_S, REFINE_SHARE * beam_s))
+
         # register-tile shapes and task grids of the Funcs that host reductions (Adams2019's
-        # two-dimensional tiles among them), with at most SITES_SHARE of the beam's time
-        c, s, n = refine_kernels(s, c, cost_fn, min(end, time.perf_counter() + max(SITES_MIN_S, SITES_SHARE * beam_s)))
+        # two-dimensional tiles among them)
+        c, s, n = refine_kernels(s, c, cost_fn, share_end())
         scored += n
-        # then the site moves, with at most SITES_SHARE of the beam's own time (many stencils: many
-        # moves), and the tiles again around a moved producer
-        sites_end = min(end, time.perf_counter() + max(SITES_MIN_S, SITES_SHARE * beam_s))
-        c2, s2, n = refine_sites(s, c, cost_fn, sites_end)
+        # then the site moves, and the tiles again around a moved producer
+        c2, s2, n = refine_sites(s, c, cost_fn, share_end())
         scored += n
         if s2 is not s:
             c, s, n = refine_tiles(s2, c2, cost_fn, end)

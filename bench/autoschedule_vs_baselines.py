@@ -28,7 +28,6 @@ sys.path.insert(0, str(HERE))
 import halide as hl  # noqa: E402
 
 import halide_pipelines  # noqa: E402
-from halide_pipelines.spec import aligned_inputs  # noqa: E402
 from autoscheduler.api import autoschedule, measure_candidates  # noqa: E402
 from autoscheduler.measure import Candidate, MeasureOptions  # noqa: E402
 from autoscheduler.measure.batch import retime_interleaved  # noqa: E402
@@ -113,7 +112,7 @@ def main() -> int:
         sizes = spec.sizes(**(spec.test_sizes if args.small else {}))
         local = {"fp32_gflops": peak.fp32_peak_gflops(target), "binary_gops": peak.binary_peak_gops(target)}
         res = base_bench.bench_workload(spec, sizes, target, args.repeats, args.search_timeout, local)
-        inputs = aligned_inputs(spec.make_inputs(0, **sizes))
+        inputs = spec.make_inputs(0, **sizes)
         built = spec.build(**sizes)
         root = base_bench.run_schedule(spec, sizes, inputs,
                                        base_bench.schedules.root_source(built.pipeline()), target, 1, None)

@@ -29,7 +29,6 @@ sys.path.insert(0, str(HERE))
 import halide as hl  # noqa: E402
 
 import halide_pipelines  # noqa: E402
-from halide_pipelines.spec import aligned_inputs  # noqa: E402
 from autoscheduler import baselines, schedules  # noqa: E402
 from autoscheduler.errors import ToolkitError  # noqa: E402
 from autoscheduler.measure.timing import compare  # noqa: E402
@@ -62,7 +61,7 @@ def torch_row(spec: Any, sizes: dict, inputs: dict, repeats: int) -> dict[str, A
 
 def bench_workload(spec: Any, sizes: dict, target: hl.Target, repeats: int, search_timeout: float,
                    peaks: dict[str, float]) -> dict[str, Any]:
-    inputs = aligned_inputs(spec.make_inputs(0, **sizes))
+    inputs = spec.make_inputs(0, **sizes)
     res: dict[str, Any] = {"pipeline": spec.name, "sizes": sizes, "rows": {}}
     flops = spec.flops(**sizes)
     peak_g = peaks["binary_gops"] if "xnor" in spec.tags and spec.name != "bwn_conv" else peaks["fp32_gflops"]

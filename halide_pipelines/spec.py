@@ -101,7 +101,8 @@ class PipelineSpec:
         return built
 
     def make_inputs(self, seed: int = 0, **sizes: int) -> Arrays:
-        return self.inputs_fn(np.random.default_rng(seed), **self.sizes(**sizes))
+        # aligned here, once, for every caller that times them (see ``aligned``)
+        return aligned_inputs(self.inputs_fn(np.random.default_rng(seed), **self.sizes(**sizes)))
 
     def reference(self, inputs: Arrays, **sizes: int) -> list[np.ndarray]:
         return [np.asarray(r) for r in self.reference_fn(inputs, **self.sizes(**sizes))]
@@ -150,10 +151,13 @@ def aligned(a: np.ndarray, alignment: int = ALIGNMENT) -> np.ndarray:
 
     Why: numpy's large arrays start 16 bytes past a malloc'd block, at varying offsets within a
     cache line, and a schedule that loads vectors of an input runs at the mercy of that offset:
-    conv_layer_b8's pick ran 6.3-6.6 ms with its filter 64-byte aligned and 7.9-8.2 ms when not, in
-    one process. Each worker made its inputs once, so every candidate it held inherited its luck
-    (an A/A test: the same schedule 6.6 ms on one worker, 8.1 ms on the two others)."""
+    conv_layer_b8's pick ran 6.3-6.6 ms with its vector-loaded input 64-byte aligned and 7.9-8.2 ms
+    when not, in one process. Each worker made its inputs once, so every candidate it held inherited
+    its luck (an A/A test: the same schedule 6.6 ms on one worker, 8.0-8.2 ms on the two others).
+    An array that is already aligned and C-contiguous comes back as is."""
     a = np.asarray(a)
+    if a.flags.c_contiguous and a.ctypes.data % alignment == 0:
+        return a
     raw = np.empty(a.nbytes + alignment, dtype=np.uint8)
     start = (-raw.ctypes.data) % alignment
     out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
@@ -162,6 +166,7 @@ def aligned(a: np.ndarray, alignment: int = ALIGNMENT) -> np.ndarray:
 
 
 def aligned_inputs(arrays: Mapping[str, Any]) -> dict[str, Any]:
-    """``make_inputs``'s values with every array replaced by an aligned copy (``aligned``); every
-    timing path binds these, so that measured times compare schedules, not allocations."""
+    """``arrays`` with every array aligned (``aligned``): ``PipelineSpec.make_inputs`` returns these,
+    and ``timing.time_pipeline`` applies it to inputs of any origin, so that measured times compare
+    schedules, not allocations."""
     return {k: aligned(v) if isinstance(v, np.ndarray) and v.ndim > 0 else v for k, v in arrays.items()}

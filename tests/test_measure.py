@@ -281,10 +281,15 @@ def test_inputs_are_bound_aligned_and_unchanged() -> None:
         b = aligned(a)
         assert b.ctypes.data % ALIGNMENT == 0 and b.flags.c_contiguous and b.dtype == a.dtype
         np.testing.assert_array_equal(a, b)
+        assert aligned(b) is b          # no second copy of an aligned array
     ins = aligned_inputs({"x": np.ones((3, 3), np.float32), "k": 7})
     assert ins["k"] == 7 and ins["x"].ctypes.data % ALIGNMENT == 0
     spec = halide_pipelines.get("conv_layer")
     sizes = spec.sizes(**spec.test_sizes)
+    for name in ("conv_layer", "random_3"):      # make_inputs aligns, for every caller
+        s2 = halide_pipelines.get(name)
+        made = s2.make_inputs(0, **s2.sizes(**s2.test_sizes))
+        assert all(v.ctypes.data % ALIGNMENT == 0 for v in made.values() if isinstance(v, np.ndarray) and v.size)
     w = builder.load(Candidate("conv_layer", sizes, ""), 0, builder.LRU())
     bufs = [v for v in w.values if isinstance(v, hl.Buffer)]
     assert bufs and all(np.asarray(v).ctypes.data % ALIGNMENT == 0 for v in bufs)

@@ -17,7 +17,7 @@ import numpy as np
 import halide as hl
 
 import halide_pipelines
-from halide_pipelines.spec import aligned, aligned_inputs, output_buffers
+from halide_pipelines.spec import aligned, output_buffers
 
 from .. import schedules
 from .candidate import Candidate
@@ -98,7 +98,7 @@ def load(c: Candidate, seed: int, cache: InputCache) -> Workload:
     spec = halide_pipelines.get(c.pipeline)
     built = spec.build(**c.sizes)
     pipeline = built.pipeline()
-    arrays = cache.get(c.workload_key() + (seed,), lambda: aligned_inputs(spec.make_inputs(seed, **c.sizes)))
+    arrays = cache.get(c.workload_key() + (seed,), lambda: spec.make_inputs(seed, **c.sizes))
     key_of = {param.name(): key for key, param in built.inputs.items()}
     arguments = list(pipeline.infer_arguments())
     values: list[Any] = []

@@ -131,6 +131,7 @@ class SearchSpace:
             n.index: TAIL_GUARD if (n.is_output or n.index in sensitive) else TAIL_ROUND_UP
             for n in dag.nodes if not n.is_input}
         self.stencil_above: set[int] = _stencil_above(dag)
+        self.input_copies: frozenset[int] = frozenset(n.index for n in dag.nodes if _copies_an_input(n))
         self._hash: Optional[str] = None
 
     def _natural_width(self, st: Stage) -> int:
@@ -965,11 +966,11 @@ class State:
             opts = self._inline_and_root(f)
             if node.is_output or any(p == f for p, _ in self._t.wraps):   # a wrapped Func stays at root
                 return [d for d in opts if isinstance(d, Place) and d.where == WHERE_ROOT]
-            if _copies_an_input(node) and not self._only_inlined_consumers(f):
+            if f in self.space.input_copies and not self._only_inlined_consumers(f):
                 # A plain copy of an input (the Func a boundary condition wraps around an ImageParam)
                 # whose consumer is computed somewhere (the clamp copies it again there) only adds a
-                # pass over memory: inlined, multi_output ran 16%, bilateral_grid 7% and
-                # stencil_chain 4% faster, each predicted slower. Where every consumer is inlined the
+                # pass over memory: inlined, multi_output ran 16-22%, bilateral_grid 5-7% and
+                # stencil_chain 3-4% faster (two A/Bs), each predicted slower. Where every consumer is inlined the
                 # copy is the only one and can pay: unsharp's, inlined, ran 2.7x slower.
                 inline: list[Decision] = [d for d in opts if isinstance(d, Place) and d.where == WHERE_INLINE]
                 if inline:
