@@ -27,14 +27,20 @@ def cmd_collect(args: argparse.Namespace) -> int:
     names = tuple(n for item in (args.names or []) for n in item.split(",") if n)
     if args.pipelines < 0 or args.schedules_per_pipeline < 1:
         raise ToolkitError("--pipelines must be >= 0 and --schedules-per-pipeline >= 1")
-    if not (args.pipelines or names or args.export or args.export_halide):
-        raise ToolkitError("nothing to do: give --pipelines N (and/or --names) to collect, or --export / "
-                           "--export-halide to write the data set")
-    if args.pipelines or names:
+    if not (args.pipelines or names or args.remeasure or args.export or args.export_halide):
+        raise ToolkitError("nothing to do: give --pipelines N (and/or --names) to collect, --remeasure FILE, "
+                           "or --export / --export-halide to write the data set")
+    if args.remeasure and not Path(args.remeasure).exists():
+        raise ToolkitError(f"--remeasure {args.remeasure}: no such data set; give an export "
+                           "(.jsonl.gz) or a tuning database (.sqlite)")
+    if args.remeasure and Path(args.remeasure).resolve() == Path(args.db).resolve():
+        raise ToolkitError(f"--remeasure {args.remeasure} is the database being written (--db); re-measure "
+                           "into another database")
+    if args.pipelines or names or args.remeasure:
         opts = CollectOptions(pipelines=args.pipelines, schedules_per_pipeline=args.schedules_per_pipeline,
                               seed_start=args.seed_start, names=names, small=args.small, target=args.target,
                               beam_fraction=args.beam_fraction, weights=args.weights,
-                              search_time_budget_s=args.search_time_budget,
+                              search_time_budget_s=args.search_time_budget, remeasure=args.remeasure,
                               measure=measure_options(args, builds_per_phase=args.builds_per_phase))
         report = collect(opts, args.db, log=None if args.quiet else print)
         print(report.line())
@@ -200,6 +206,8 @@ def register(subparsers: Any) -> None:
                     help="share of schedules from dropout beam search (the rest uniformly random)")
     sp.add_argument("--weights", help="cost model guiding the search (default: the shipped weights)")
     sp.add_argument("--search-time-budget", type=float, default=20.0)
+    sp.add_argument("--remeasure", metavar="FILE", help="measure again the successful schedules of this data "
+                    "set (export or database) instead of drawing new ones; --names / --pipelines narrow it")
     add_measure_arguments(sp, n_samples=3, min_sample_s=0.02, build_timeout=60.0, run_timeout=20.0)
     sp.add_argument("--builds-per-phase", type=int, default=2, help="schedules each build worker compiles "
                     "before a timing phase")

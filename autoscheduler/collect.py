@@ -32,7 +32,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,7 +50,13 @@ class CollectOptions:
     """What to collect. ``names`` (explicit pipeline names) are collected after the ``pipelines``
     random ones (seeds ``seed_start`` ..). ``beam_fraction`` of the K schedules come from the
     dropout beam search, the rest are uniformly random. ``weights``: the cost model guiding the
-    search (default: the shipped one)."""
+    search (default: the shipped one).
+
+    ``remeasure``: a data set (export or database) whose successful schedules are measured again,
+    pipeline by pipeline in the order of its pipelines' names, instead of drawing new ones (only
+    those of ``names`` / ``seed_start`` + ``pipelines`` when given). Why: measurements made under
+    other conditions (before inputs were aligned, on a busier machine) become comparable without
+    searching again; the old and new times of each trace also measure the old data's noise."""
 
     pipelines: int = 0
     schedules_per_pipeline: int = 8
@@ -63,6 +69,7 @@ class CollectOptions:
     search_time_budget_s: float = 20.0
     max_redraws: int = 4
     measure: MeasureOptions = field(default_factory=lambda: MeasureOptions(max_consecutive_errors=0))
+    remeasure: str | None = None
 
     def pipeline_names(self) -> list[str]:
         return [f"random_{s}" for s in range(self.seed_start, self.seed_start + self.pipelines)] + list(self.names)
@@ -189,12 +196,18 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
     ex = executor if executor is not None else LocalExecutor()
     try:
         with Records(db_path) as db:
-            for name in opts.pipeline_names():
-                pr = _collect_one(name, opts, db, ex, cost, target, device, parallelism)
+            reports: Iterator[PipelineReport]
+            if opts.remeasure is not None:
+                reports = (_remeasure_one(name, sizes, traces, opts, db, ex, cost, target, device, parallelism)
+                           for name, sizes, traces in _remeasure_groups(opts))
+            else:
+                reports = (_collect_one(name, opts, db, ex, cost, target, device, parallelism)
+                           for name in opts.pipeline_names())
+            for pr in reports:
                 report.pipelines.append(pr)
                 best = f", best {pr.best_ms:.3f} ms" if pr.best_ms is not None else ""
                 err = f" ERROR: {pr.error}" if pr.error else ""
-                say(f"{name} {pr.sizes}: {pr.measured} measured ({pr.ok} OK), {pr.skipped} skipped{best}; "
+                say(f"{pr.name} {pr.sizes}: {pr.measured} measured ({pr.ok} OK), {pr.skipped} skipped{best}; "
                     f"search {pr.generate_s:.1f} s, total {pr.elapsed_s:.1f} s{err}")
     finally:
         if own:
@@ -206,7 +219,6 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
 def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: ModelCost, target: str,
                  device: str, parallelism: int) -> PipelineReport:
     import halide_pipelines
-    from .apply import schedule_source
     from .dag import FunctionDAG
     from .state import State
     t0 = time.perf_counter()
@@ -227,13 +239,24 @@ def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: Mo
         pr.elapsed_s = time.perf_counter() - t0
         return pr
     pr.generate_s = time.perf_counter() - t0
+    _measure_states(pr, name, sizes, [st for st, _p, _o in states], [p for _s, p, _o in states],
+                    opts, db, ex, target, device)
+    pr.elapsed_s = time.perf_counter() - t0
+    return pr
+
+
+def _measure_states(pr: PipelineReport, name: str, sizes: dict[str, int], states: Sequence[Any],
+                    predicted: Sequence[float | None], opts: CollectOptions, db: Records, ex: Any,
+                    target: str, device: str) -> None:
+    """Measure the states the database lacks (by trace or by source) and store every result."""
+    from .apply import schedule_source
     pr.generated = len(states)
     cands: list[Candidate] = []
     ph: str | None = None
-    for state, predicted, _origin in states:
+    for state, pred in zip(states, predicted):
         trace = [d.to_dict() for d in state.decisions]
         source = str(schedule_source(state))
-        cand = Candidate(name, dict(sizes), source, target, trace, predicted)
+        cand = Candidate(name, dict(sizes), source, target, trace, pred)
         if ph is None:
             ph = pipeline_hash(cand)
         if (db.has_measured(ph, target, device, trace=trace)
@@ -250,11 +273,62 @@ def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: Mo
             measure_batch(cands, opts.measure, executor=ex, on_result=on_result)
         except MeasureAbortedError as e:
             pr.error = str(e)
-            warnings.warn(f"collect: {name}: {e}", stacklevel=2)
+            warnings.warn(f"collect: {name}: {e}", stacklevel=3)
     pr.measured = len(results)
     ok = [r.statistic for r in results if r.statistic is not None]
     pr.ok = len(ok)
     pr.best_ms = min(ok) * 1e3 if ok else None
+
+
+def _remeasure_groups(opts: CollectOptions) -> list[tuple[str, dict[str, int], list[list[Any]]]]:
+    """(pipeline name, sizes, traces) of the successful samples of ``opts.remeasure``, by name."""
+    from cost_model.dataset import read_samples
+    assert opts.remeasure is not None
+    wanted = set(opts.pipeline_names())
+    groups: dict[tuple[str, str], tuple[str, dict[str, int], list[list[Any]]]] = {}
+    seen: set[tuple[str, str, str]] = set()
+    for s in read_samples(opts.remeasure):
+        if s.trace is None or (wanted and s.pipeline not in wanted):
+            continue
+        key = (s.pipeline, json.dumps(s.sizes, sort_keys=True))
+        if (key[0], key[1], s.trace_hash()) in seen:
+            continue
+        seen.add((key[0], key[1], s.trace_hash()))
+        groups.setdefault(key, (s.pipeline, dict(s.sizes), []))[2].append(s.trace)
+
+    def order(k: tuple[str, str]) -> tuple[Any, ...]:
+        name = k[0]
+        seed = name[len("random_"):] if name.startswith("random_") else ""
+        return (0, int(seed), k[1]) if seed.isdigit() else (1, name, k[1])
+    return [groups[k] for k in sorted(groups, key=order)]
+
+
+def _remeasure_one(name: str, sizes: dict[str, int], traces: list[list[Any]], opts: CollectOptions,
+                   db: Records, ex: Any, cost: ModelCost, target: str, device: str,
+                   parallelism: int) -> PipelineReport:
+    import halide_pipelines
+    from .dag import FunctionDAG
+    from .state import State
+    t0 = time.perf_counter()
+    pr = PipelineReport(name, dict(sizes))
+    states = []
+    try:
+        dag = FunctionDAG.from_pipeline(halide_pipelines.get(name).build(**sizes).pipeline())
+        for trace in traces:
+            try:
+                states.append(State.from_trace(dag, trace, target, parallelism))
+            except (ToolkitError, ValueError, KeyError, TypeError) as e:
+                warnings.warn(f"collect: {name}: a trace no longer replays ({e}); skipped", stacklevel=2)
+        from cost_model.train import torch_threads
+        with torch_threads(1):
+            predicted = [float(c) for c in cost(states)] if states else []
+    except (ToolkitError, ValueError, KeyError, RuntimeError) as e:
+        pr.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        warnings.warn(f"collect: {name}: {pr.error}", stacklevel=2)
+        pr.elapsed_s = time.perf_counter() - t0
+        return pr
+    pr.generate_s = time.perf_counter() - t0
+    _measure_states(pr, name, sizes, states, predicted, opts, db, ex, target, device)
     pr.elapsed_s = time.perf_counter() - t0
     return pr
 

@@ -101,6 +101,28 @@ def test_resume_skips_measured_and_fills_gaps(collected):
     assert len(again) == 1 and again[0].schedule_source == victim.schedule_source
 
 
+def test_remeasure_measures_the_same_schedules_again_and_resumes(collected, tmp_path, capsys):
+    _, db = collected
+    name = f"random_{SEEDS[0]}"
+    with Records(db, readonly=True) as r:
+        old = {x.trace_hash: x for x in r.all() if x.pipeline_name == name and x.ok}
+    again = tmp_path / "again.sqlite"
+    report = collect(_options(pipelines=0, names=(name,), remeasure=str(db)), again)
+    assert [p.name for p in report.pipelines] == [name] and report.measured == len(old) >= 2
+    with Records(again, readonly=True) as r:
+        new = {x.trace_hash: x for x in r.all()}
+    assert set(new) == set(old)                  # the same schedules, nothing drawn anew
+    for h, x in new.items():
+        assert x.sizes == old[h].sizes and x.pipeline_hash == old[h].pipeline_hash
+        assert x.schedule_source == old[h].schedule_source and x.ok
+    report = collect(_options(pipelines=0, names=(name,), remeasure=str(db)), again)
+    assert report.measured == 0 and report.skipped == len(old)
+    assert cli.main(["collect", "--remeasure", str(again), "--db", str(again)]) == 2
+    assert "is the database being written" in capsys.readouterr().err
+    assert cli.main(["collect", "--remeasure", str(tmp_path / "nope.jsonl.gz"), "--db", str(again)]) == 2
+    assert "no such data set" in capsys.readouterr().err
+
+
 def test_generation_is_deterministic_and_mixes_search_and_random():
     import halide_pipelines
     from autoscheduler.dag import FunctionDAG
