@@ -1,5 +1,7 @@
 """``refine_sites``: a producer moved into a sub-tile of its stencil consumer, with the consumer's
-register tile and task grid re-chosen, still computes what compute_root computes."""
+register tile and task grid re-chosen, still computes what compute_root computes; and
+``refine_host_sites``: a producer moved to a serial outer tile loop of a host computed inside a third
+Func."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 
 import halide_pipelines
 from autoscheduler.dag import FunctionDAG
-from autoscheduler.refine import refine_sites
+from autoscheduler.refine import refine_host_sites, refine_sites
 from autoscheduler.state import Decision, OuterTile, Place, State
 from tests.shared_pipelines import check_against_root
 
@@ -87,4 +89,55 @@ def test_state_kept_when_nothing_is_cheaper_or_time_is_up():
     assert best is st and c == 5.0
     bx, by = _index(dag, "blur_x"), _index(dag, "blur_y")
     c, best, scored = refine_sites(st, 20.0, _reward(bx, by), time.perf_counter() - 1)
+    assert best is st and scored == 0
+
+
+def _max_filter_chain(est: dict[str, int]) -> tuple[State, int, int]:
+    """max_filter with ``vert`` root, its scan ``vert_log`` computed inside it untiled, and the
+    scan's input copy ``repeat_edge`` computed at the scan's innermost loops."""
+    spec = halide_pipelines.get("max_filter")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.sizes(**est)).pipeline())
+    vert, scan, copy = _index(dag, "vert"), _index(dag, "vert_log"), _index(dag, "repeat_edge")
+
+    def pick(opts: list[Decision]) -> Optional[Decision]:
+        for d in opts:
+            if isinstance(d, Place) and d.func == scan and d.at is not None and d.at.func == vert:
+                return d
+            if isinstance(d, Place) and d.func == copy and d.at is not None and d.at.func == scan \
+                    and d.at.level == "inner":
+                return d
+            if isinstance(d, OuterTile) and d.func == scan and not d.tiles:
+                return d
+        return None
+
+    st = _build(dag, pick)
+    assert st.placement(scan).at.func == vert and st.placement(copy).at.level == "inner"
+    return st, scan, copy
+
+
+def _at_outer_tile(st: State, producer: int, host: int) -> bool:
+    p = st.placement(producer)
+    tiles = next(d for d in st.decisions if isinstance(d, OuterTile) and d.func == host and d.stage == 0)
+    return (p is not None and p.at is not None and p.at.func == host and p.at.level == "outer"
+            and not tiles.parallel and p.at.dim in dict(tiles.tiles))
+
+
+def test_producer_moves_to_an_outer_tile_of_its_host_inside_another_func():
+    est = dict(halide_pipelines.get("max_filter").test_sizes)
+    st, scan, copy = _max_filter_chain(est)
+    reward = lambda states: np.array([10.0 if _at_outer_tile(s, copy, scan) else 20.0  # noqa: E731
+                                      for s in states])
+    c, best, scored = refine_host_sites(st, 20.0, reward, time.perf_counter() + 60)
+    assert best.is_complete and scored > 0 and c == 10.0 and _at_outer_tile(best, copy, scan)
+    check_against_root("max_filter", best, [est, {"width": 23, "height": 17, "radius": 6},
+                                            {"width": 3, "height": 2, "radius": 1}])
+
+
+def test_host_sites_keep_the_state_when_nothing_is_cheaper_or_time_is_up():
+    est = dict(halide_pipelines.get("max_filter").test_sizes)
+    st, scan, copy = _max_filter_chain(est)
+    flat = lambda states: np.full(len(states), 5.0)     # noqa: E731
+    c, best, _ = refine_host_sites(st, 5.0, flat, time.perf_counter() + 60)
+    assert best is st and c == 5.0
+    c, best, scored = refine_host_sites(st, 20.0, lambda s: np.full(len(s), 1.0), time.perf_counter() - 1)
     assert best is st and scored == 0
