@@ -19,8 +19,8 @@ from autoscheduler.features.featurizer import Featurizer
 from autoscheduler.features.kernel_terms import step_loads
 from autoscheduler.loop_nest import loop_nest
 from autoscheduler.schedules import apply_source
-from autoscheduler.state import (DECISION_KINDS, Decision, IllegalDecisionError, InnerTile, Layout, OuterTile, Place, State,
-                                 Wrap, decision_from_dict)
+from autoscheduler.state import (DECISION_KINDS, Decision, IllegalDecisionError, InnerTile, Kernel, Layout, OuterTile, Place,
+                                 State, Wrap, decision_from_dict)
 from cost_model.features_layout import SCHEDULE_FEATURE_INDEX as FI
 from shared_pipelines import root_outputs
 
@@ -149,20 +149,55 @@ def test_illegal_layouts_and_wraps_name_the_problem():
 
 # ------------------------------------------------------------------------------------------ menu
 
-def test_menu_offers_a_layout_only_where_a_vectorised_reader_gathers():
-    p, _ = _transpose_pipeline()
+def _summed_transposed(n: int = 64) -> tuple[hl.Pipeline, hl.ImageParam]:
+    """f(x, y) = 2 in(x, y); g(x, y) = sum_k f(k, x) (y + 1): g vectorised along x reads f along f's
+    dimension 1, each element of f n times."""
+    inp = hl.ImageParam(hl.Float(32), 2, "inp")
+    x, y = hl.Var("x"), hl.Var("y")
+    k = hl.RDom([(0, n)], "k")
+    f, g = hl.Func("f"), hl.Func("g")
+    f[x, y] = inp[x, y] * 2.0
+    g[x, y] = 0.0
+    g[x, y] += f[k.x, x] * hl.f32(y + 1)
+    inp.dim(0).set_estimate(0, n)
+    inp.dim(1).set_estimate(0, n)
+    g.set_estimate(x, 0, n).set_estimate(y, 0, n)
+    return hl.Pipeline([g]), inp
+
+
+def _layouts_offered_to_f(p: hl.Pipeline, vdim: int) -> list[Decision]:
+    """The Layout / Wrap options at f's outer slot, g root and vectorised along ``vdim`` (every stage)."""
     dag = FunctionDAG.from_pipeline(p)
     f = next(n.index for n in dag.nodes if n.name.startswith("f"))
     g = next(n.index for n in dag.nodes if n.name.startswith("g"))
-    base = State.initial(dag, SSE, parallelism=2).apply(Place(g, "root"))
-    for vdim, offered in ((0, [Layout(f, (1, 0))]), (1, [])):
-        st = base.apply(InnerTile(g, 0, vdim, 4)).apply(OuterTile(g, 0, ((1 - vdim, 16),), True))
-        st = st.apply(Place(f, "root")).apply(InnerTile(f, 0, 0, 4))
-        assert [d for d in st.options() if isinstance(d, (Layout, Wrap))] == offered
-        assert any(isinstance(d, OuterTile) for d in st.options())      # the default stays offered
-        if offered:
-            after = st.apply(offered[0])
-            assert not [d for d in after.options() if isinstance(d, (Layout, Wrap))]
+    st = State.initial(dag, SSE, parallelism=2)
+    while st.slot != ("outer", f, 0):
+        opts = st.options()
+        mine = [d for d in opts if isinstance(d, Place) and d.where == "root"] + \
+            [d for d in opts if isinstance(d, (InnerTile, Kernel)) and d.func == g and d.vector_dim == vdim] + \
+            [d for d in opts if isinstance(d, (InnerTile, Kernel)) and d.func == f and d.vector_dim == 0]
+        st = st.apply(mine[0] if mine else next(d for d in opts if not isinstance(d, (Layout, Wrap))))
+    assert any(isinstance(d, OuterTile) for d in st.options())      # the default stays offered
+    return [d for d in st.options() if isinstance(d, (Layout, Wrap))]
+
+
+def test_menu_offers_a_layout_only_where_a_vectorised_reader_gathers_many_times():
+    """A Layout stores f along the dimension a reader loads densely, f's own vectorised stores then
+    strided: worth it only when the reader loads each element many times (``MIN_LAYOUT_REUSE``; a
+    reader that loads it once trades one strided pass for another)."""
+    from autoscheduler.state.layout import MIN_LAYOUT_REUSE
+    assert _layouts_offered_to_f(_summed_transposed(64)[0], 0) == [Layout(1, (1, 0)), Wrap(1, 2, (1, 0))]
+    assert _layouts_offered_to_f(_summed_transposed(MIN_LAYOUT_REUSE - 1)[0], 0) == []
+    for vdim in (0, 1):
+        assert _layouts_offered_to_f(_transpose_pipeline()[0], vdim) == []   # read once per element
+
+
+def test_an_input_wrap_is_offered_only_to_a_reader_that_loads_it_many_times():
+    from autoscheduler.state.layout import MIN_WRAP_REUSE
+    for n, offered in ((N, True), (MIN_WRAP_REUSE - 1, False)):
+        p, _, _ = _matmul_t(n)
+        st = _matmul_state(FunctionDAG.from_pipeline(p), wrap=True)
+        assert any(isinstance(d, Wrap) for d in st.decisions) == offered, n
 
 
 def _two_readers(n: int = N) -> tuple[hl.Pipeline, hl.ImageParam, hl.ImageParam]:

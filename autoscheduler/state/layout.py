@@ -26,7 +26,8 @@ The menu (``layout_options``) offers, besides the default (no decision, always o
 slot's own decisions): a Layout of ``f`` that puts innermost the dimension of ``f`` along which a
 (scheduled, vectorised) consumer stage reads it densely, where that is not ``f``'s default innermost
 dimension; a Wrap of an input read by a vectorised reduction stage densely along a dimension other
-than the input's innermost (0); at a root Func's own slot (after its Layout, never before), a Wrap
+than the input's innermost (0) and reads each element at least ``MIN_WRAP_REUSE`` times (the copy
+is a pass of its own); at a root Func's own slot (after its Layout, never before), a Wrap
 for each vectorised reduction consumer that reads it densely along a dimension other than its
 storage's innermost: where one Layout cannot serve two readers. At one slot Wraps are offered in
 increasing producer (consumer, at a producer's slot) order only, so that two wraps never come in
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
     from .state import State
 
 MAX_LAYOUT_OPTIONS = 2   # distinct innermost dimensions offered per Func (keeps the branching small)
+# A Wrap is offered only for a consumer stage that reads each element of the producer's region at
+# least this many times: the copy is itself one strided (gathering) pass over that region, which
+# the cost model does not price (features/layout.py). GEMM operands are read 32-784 times;
+# hist_eq's row histogram reads its luma twice per pixel, and its transposed copy of the luma (a
+# 64-lane gather per vector) made the pipeline 1.7x slower (8.96 vs 5.16 ms), predicted 2.2x faster.
+MIN_WRAP_REUSE = 8
+MIN_LAYOUT_REUSE = 8
 
 
 def _is_permutation(order: tuple[int, ...], dims: int) -> bool:
@@ -161,6 +169,14 @@ def dense_dim(edge: Edge, vector_dim: int) -> Optional[int]:
     return found
 
 
+def reuse(edge: Edge) -> float:
+    """Loads of ``edge``'s producer per element of the region its consumer stage reads (at the
+    estimates): how many passes over that region the stage makes."""
+    from ..dag.graph import box_points
+    region = box_points(edge.footprint_at_estimates) if edge.footprint_at_estimates else 0
+    return edge.consumer.points * edge.calls / region if region > 0 else 0.0
+
+
 def _reordered(first: int, dims: int) -> tuple[int, ...]:
     return (first,) + tuple(k for k in range(dims) if k != first)
 
@@ -183,6 +199,8 @@ def _producer_wraps(state: "State", f: int) -> list[Decision]:
     for e in node.outgoing_edges:
         c, cs = e.consumer.node.index, e.consumer.index
         if c in seen or (done and c <= max(done)) or not e.consumer.rvar_loops:   # never inlined
+            continue
+        if reuse(e) < MIN_WRAP_REUSE:
             continue
         inner = state.inner(c, cs)
         if inner is None or inner.vector_dim is None or inner.vector_width < 2:
@@ -213,7 +231,7 @@ def layout_options(state: "State", f: int, s: int) -> list[Decision]:
             if state.wraps().get((f, c)) is not None:
                 continue
             i = dense_dim(e, inner.vector_dim)
-            if i is not None and i != cur and i not in want:
+            if i is not None and i != cur and i not in want and reuse(e) >= MIN_LAYOUT_REUSE:
                 want.append(i)
         if not any(p == f for p, _ in state._t.wraps):   # a Layout comes before the Func's own Wraps
             out += [Layout(f, _reordered(i, len(node.args))) for i in want[:MAX_LAYOUT_OPTIONS]]
@@ -225,7 +243,7 @@ def layout_options(state: "State", f: int, s: int) -> list[Decision]:
         done = [p for p, c in state._t.wraps if c == f]
         for e in st.incoming_edges:
             p = e.producer
-            if not p.is_input or len(p.args) < 2 or (done and p.index <= max(done)):
+            if not p.is_input or len(p.args) < 2 or (done and p.index <= max(done)) or reuse(e) < MIN_WRAP_REUSE:
                 continue
             i = dense_dim(e, inner.vector_dim)
             if i is not None and i != 0:
