@@ -418,6 +418,7 @@ def test_constant_extents_tell_rdom_sized_funcs_from_output_sized_ones():
     const = dag.constant_extents()
     by_name = {n.name.split("$")[0] + ("_adj" if "_d_def__" in n.name else ""): n.index for n in dag.nodes}
     assert const[by_name["a1"]] == (True, True)
+    assert "h3_adj" in by_name, sorted(by_name)
     assert const[by_name["h3_adj"]] == (False, True)
     assert const[by_name["W1_new"]] == (False, False)
     # the nodes' own bounds are untouched by the analysis
