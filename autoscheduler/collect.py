@@ -233,14 +233,18 @@ def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: Mo
         with torch_threads(1):
             states = generate_states(name, initial, opts.schedules_per_pipeline, cost, opts)
     except (ToolkitError, ValueError, KeyError, RuntimeError) as e:
-        # A random pipeline the introspection or the search cannot handle: note it, go on.
-        pr.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        warnings.warn(f"collect: {name}: {pr.error}", stacklevel=2)
-        pr.elapsed_s = time.perf_counter() - t0
-        return pr
+        return _failed(pr, e, t0)
     pr.generate_s = time.perf_counter() - t0
     _measure_states(pr, name, sizes, [st for st, _p, _o in states], [p for _s, p, _o in states],
                     opts, db, ex, target, device)
+    pr.elapsed_s = time.perf_counter() - t0
+    return pr
+
+
+def _failed(pr: PipelineReport, e: Exception, t0: float) -> PipelineReport:
+    """A pipeline the introspection or the search cannot handle: noted in its report; collection goes on."""
+    pr.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    warnings.warn(f"collect: {pr.name}: {pr.error}", stacklevel=3)
     pr.elapsed_s = time.perf_counter() - t0
     return pr
 
@@ -323,10 +327,7 @@ def _remeasure_one(name: str, sizes: dict[str, int], traces: list[list[Any]], op
         with torch_threads(1):
             predicted = [float(c) for c in cost(states)] if states else []
     except (ToolkitError, ValueError, KeyError, RuntimeError) as e:
-        pr.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        warnings.warn(f"collect: {name}: {pr.error}", stacklevel=2)
-        pr.elapsed_s = time.perf_counter() - t0
-        return pr
+        return _failed(pr, e, t0)
     pr.generate_s = time.perf_counter() - t0
     _measure_states(pr, name, sizes, states, predicted, opts, db, ex, target, device)
     pr.elapsed_s = time.perf_counter() - t0

@@ -228,16 +228,25 @@ def refine_sites(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     (``State.sub_grid_options``), ``p`` computed at the innermost sub-tile loop; the rest of the trace
     replayed, the tiles of ``p`` and of what is computed inside it re-chosen greedily, and any
     decision made illegal re-chosen (see ``_replay``)."""
-    space = state.space
-    if not state.is_complete or space.gpu or not math.isfinite(cost):
+    return _refine_moves(state, cost, cost_fn, deadline, _site_branches)
+
+
+BranchFn = Callable[[State, Sequence[Decision], int], list[tuple[State, int, Place]]]
+
+
+def _refine_moves(state: State, cost: float, cost_fn: CostFn, deadline: float,
+                  branches: BranchFn) -> tuple[float, State, int]:
+    """The moves ``branches(state, trace, f)`` proposes for every Func ``f`` (outputs first), each
+    completed (``_complete_branches``); the cheapest kept if it beats ``state``."""
+    if not state.is_complete or state.space.gpu or not math.isfinite(cost):
         return cost, state, 0
     trace = list(state.decisions)
     found: list[State] = []
     scored = 0
-    for c in space.order:      # outputs first
+    for f in state.space.order:
         if time.perf_counter() > deadline:
             break
-        scored += _complete_branches(_site_branches(state, trace, c), trace, c, cost_fn, deadline, found)
+        scored += _complete_branches(branches(state, trace, f), trace, f, cost_fn, deadline, found)
     return _pick(state, cost, found, cost_fn, scored)
 
 
@@ -320,17 +329,7 @@ def refine_host_sites(state: State, cost: float, cost_fn: CostFn, deadline: floa
     a third Func: each serial outer tiling of ``h``'s stage the menu offers, ``p`` computed at the
     outer loop of each tiled dimension; the rest of the trace replayed, the tiles of ``p`` and of what
     is computed inside it re-chosen greedily (two phases, as in ``refine_sites``)."""
-    space = state.space
-    if not state.is_complete or space.gpu or not math.isfinite(cost):
-        return cost, state, 0
-    trace = list(state.decisions)
-    found: list[State] = []
-    scored = 0
-    for p in space.order:
-        if time.perf_counter() > deadline:
-            break
-        scored += _complete_branches(_host_branches(state, trace, p), trace, p, cost_fn, deadline, found)
-    return _pick(state, cost, found, cost_fn, scored)
+    return _refine_moves(state, cost, cost_fn, deadline, _host_branches)
 
 
 def _host_branches(state: State, trace: Sequence[Decision], p: int) -> list[tuple[State, int, Place]]:
