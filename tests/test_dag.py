@@ -416,7 +416,10 @@ def test_constant_extents_tell_rdom_sized_funcs_from_output_sized_ones():
     spec = halide_pipelines.get("ae_train_step")
     dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
     const = dag.constant_extents()
-    by_name = {n.name.split("$")[0] + ("_adj" if "_d_def__" in n.name else ""): n.index for n in dag.nodes}
+    # Halide's unique names: "h3$0", and for the adjoint "h3$0_0_d_def__", or, after enough Funcs of
+    # the same name in one process, "h3_38_0_d_def__" (the counter joined with "_")
+    by_name = {re.sub(r"[$_]\d+(?=_\d+_d_def__)|\$\d+", "", n.name).split("_0_d_def__")[0]
+               + ("_adj" if "_d_def__" in n.name else ""): n.index for n in dag.nodes}
     assert const[by_name["a1"]] == (True, True)
     assert "h3_adj" in by_name, sorted(by_name)
     assert const[by_name["h3_adj"]] == (False, True)
