@@ -25,7 +25,8 @@ unchanged:
 The menu (``layout_options``) offers, besides the default (no decision, always offered through the
 slot's own decisions): a Layout of ``f`` that puts innermost the dimension of ``f`` along which a
 (scheduled, vectorised) consumer stage reads it densely, where that is not ``f``'s default innermost
-dimension; a Wrap of an input read by a vectorised reduction stage densely along a dimension other
+dimension and that stage reads each element at least ``MIN_LAYOUT_REUSE`` times (``f``'s own
+vectorised stores become strided: one strided pass for another, unless the reader makes many); a Wrap of an input read by a vectorised reduction stage densely along a dimension other
 than the input's innermost (0) and reads each element at least ``MIN_WRAP_REUSE`` times (the copy
 is a pass of its own); at a root Func's own slot (after its Layout, never before), a Wrap
 for each vectorised reduction consumer that reads it densely along a dimension other than its
@@ -51,6 +52,8 @@ MAX_LAYOUT_OPTIONS = 2   # distinct innermost dimensions offered per Func (keeps
 # hist_eq's row histogram reads its luma twice per pixel, and its transposed copy of the luma (a
 # 64-lane gather per vector) made the pipeline 1.7x slower (8.96 vs 5.16 ms), predicted 2.2x faster.
 MIN_WRAP_REUSE = 8
+# Likewise for a Layout, which makes the Func's own vectorised stores strided: hist_eq's luma stored
+# transposed for the same histogram ran 1.8x slower than stored as computed (9.47 vs 5.28 ms).
 MIN_LAYOUT_REUSE = 8
 
 
