@@ -13,6 +13,7 @@ for every node and stage: ``region_required``, ``region_computed`` and ``Stage.l
 
 from __future__ import annotations
 
+import functools
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -141,6 +142,14 @@ class Edge:
     @property
     def data_dependent(self) -> bool:
         return any(b.data_dependent for pair in self.bounds for b in pair)
+
+    @functools.cached_property
+    def reuse(self) -> float:
+        """Loads of the producer per element of the region the consumer stage reads, at the
+        estimates: how many passes over that region the stage makes (0 when the region is unknown).
+        Computed once (the search's storage-layout menu asks for it at every slot)."""
+        region = box_points(self.footprint_at_estimates) if self.footprint_at_estimates else 0
+        return self.consumer.points * self.calls / region if region > 0 else 0.0
 
     def footprint(self, loop_box: Sequence[Span]) -> Box:
         """Region of the producer required to compute the consumer stage over ``loop_box``."""

@@ -172,14 +172,6 @@ def dense_dim(edge: Edge, vector_dim: int) -> Optional[int]:
     return found
 
 
-def reuse(edge: Edge) -> float:
-    """Loads of ``edge``'s producer per element of the region its consumer stage reads (at the
-    estimates): how many passes over that region the stage makes."""
-    from ..dag.graph import box_points
-    region = box_points(edge.footprint_at_estimates) if edge.footprint_at_estimates else 0
-    return edge.consumer.points * edge.calls / region if region > 0 else 0.0
-
-
 def _reordered(first: int, dims: int) -> tuple[int, ...]:
     return (first,) + tuple(k for k in range(dims) if k != first)
 
@@ -203,7 +195,7 @@ def _producer_wraps(state: "State", f: int) -> list[Decision]:
         c, cs = e.consumer.node.index, e.consumer.index
         if c in seen or (done and c <= max(done)) or not e.consumer.rvar_loops:   # never inlined
             continue
-        if reuse(e) < MIN_WRAP_REUSE:
+        if e.reuse < MIN_WRAP_REUSE:
             continue
         inner = state.inner(c, cs)
         if inner is None or inner.vector_dim is None or inner.vector_width < 2:
@@ -234,7 +226,7 @@ def layout_options(state: "State", f: int, s: int) -> list[Decision]:
             if state.wraps().get((f, c)) is not None:
                 continue
             i = dense_dim(e, inner.vector_dim)
-            if i is not None and i != cur and i not in want and reuse(e) >= MIN_LAYOUT_REUSE:
+            if i is not None and i != cur and i not in want and e.reuse >= MIN_LAYOUT_REUSE:
                 want.append(i)
         if not any(p == f for p, _ in state._t.wraps):   # a Layout comes before the Func's own Wraps
             out += [Layout(f, _reordered(i, len(node.args))) for i in want[:MAX_LAYOUT_OPTIONS]]
@@ -246,7 +238,7 @@ def layout_options(state: "State", f: int, s: int) -> list[Decision]:
         done = [p for p, c in state._t.wraps if c == f]
         for e in st.incoming_edges:
             p = e.producer
-            if not p.is_input or len(p.args) < 2 or (done and p.index <= max(done)) or reuse(e) < MIN_WRAP_REUSE:
+            if not p.is_input or len(p.args) < 2 or (done and p.index <= max(done)) or e.reuse < MIN_WRAP_REUSE:
                 continue
             i = dense_dim(e, inner.vector_dim)
             if i is not None and i != 0:
