@@ -1,6 +1,7 @@
 """Local refinement of a complete state: retile the Funcs that host others, with what they host
 (``refine_tiles``: larger tiles; ``refine_kernels``: other shapes and task grids around a reduction
-computed per tile), move producers into sub-tiles of their stencil consumers (``refine_sites``) and
+computed per tile), move the root producers of a root Func into its tasks, together
+(``refine_fusion``), producers into sub-tiles of their stencil consumers (``refine_sites``) and
 into serial outer tiles of hosts computed inside other Funcs (``refine_host_sites``).
 
 Why: the beam decides a consumer's register tile before the Funcs computed inside that tile are
@@ -33,13 +34,17 @@ import numpy as np
 
 from .state import State
 from .state.state import is_stencil_edge
-from .state.decisions import (LEVEL_INNER, LEVEL_OUTER, WHERE_AT, WHERE_INLINE, WHERE_ROOT, Decision, IllegalDecisionError,
+from .state.decisions import (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, WHERE_AT, WHERE_INLINE, WHERE_ROOT, Decision, IllegalDecisionError,
                               InnerTile, Kernel, Layout, LoopRef, OuterTile, Place, Wrap)
 
 CostFn = Callable[[Sequence[State]], np.ndarray]
 SITE_FINALISTS = 6      # partial branches per moved producer that refine_sites completes
 KERNEL_MARGIN = 0.05    # refine_kernels keeps the search's pick unless predicted this much cheaper:
                         # ae_forward's layers retiled, predicted 0.1% cheaper, ran 3-5% slower (two A/Bs)
+MOVE_MARGIN = 0.005     # refine_sites / refine_host_sites keep the pick unless a move is predicted this
+                        # much cheaper (a near-tie is below what the network resolves): camera_pipe's
+                        # red moved to a 256-wide outer tile of its host, predicted 0.08% cheaper, ran
+                        # 20% slower (8.9 vs 7.4 ms); unsharp's move, predicted 0.6% cheaper, ran 0.81x
 MAX_PADDING = 8 / 7     # Adams2019's tiling rule: at most 1/7 of a tile's points wasted in tails
 
 
@@ -80,14 +85,17 @@ def _same_slot(a: Decision, b: Decision) -> bool:
 
 def _replay(start: State, suffix: Sequence[Decision], host: int, cost_fn: CostFn,
             deadline: float, moved: Optional[Place] = None,
-            partial: bool = False) -> tuple[Optional[State], int]:
+            partial: bool = False,
+            retarget: Optional[Callable[[State, Place], Place]] = None) -> tuple[Optional[State], int]:
     """``suffix`` replayed on ``start``; the tiles of Funcs computed at ``host``, and decisions that
     no longer apply, re-chosen greedily among the options of the same kind. With ``moved`` (a new
     placement of a Func, replacing its Place in ``suffix``), that Func's tiles and those of every
     Func computed inside it, transitively, are re-chosen too. (state, states scored); None when a
     decision has no counterpart or the deadline passes. With ``partial`` (a quick first look), the
-    state right after the moved Func's own decisions comes back (not complete), and decisions are
-    re-chosen without scoring (``_plain``)."""
+    state right after the moved Func's own decisions comes back (not complete; with ``moved`` only,
+    else the complete state), and decisions are re-chosen without scoring (``_plain``).
+    ``retarget(state, place)`` may replace each Place of the suffix when its slot comes (several
+    Funcs moved in one replay, ``refine_fusion``)."""
     st = start
     inside: set[int] = set()
     hosts = {host}
@@ -95,6 +103,8 @@ def _replay(start: State, suffix: Sequence[Decision], host: int, cost_fn: CostFn
     for d in suffix:
         if st.is_complete:
             break
+        if retarget is not None and isinstance(d, Place):
+            d = retarget(st, d)
         if partial and moved is not None and moved.func in inside and st.slot is not None \
                 and st.slot[1] != moved.func:
             return st, scored
@@ -247,7 +257,7 @@ def _refine_moves(state: State, cost: float, cost_fn: CostFn, deadline: float,
         if time.perf_counter() > deadline:
             break
         scored += _complete_branches(branches(state, trace, f), trace, f, cost_fn, deadline, found)
-    return _pick(state, cost, found, cost_fn, scored)
+    return _pick(state, cost, found, cost_fn, scored, MOVE_MARGIN)
 
 
 def _complete_branches(branches: Sequence[tuple[State, int, Place]], trace: Sequence[Decision], host: int,
@@ -355,6 +365,119 @@ def _host_branches(state: State, trace: Sequence[Decision], p: int) -> list[tupl
         tiled = st.apply(o)
         out += [(tiled, k + 1, Place(p, WHERE_AT, LoopRef(h, s, LEVEL_OUTER, dim))) for dim, _ in o.tiles]
     return out
+
+
+def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -> tuple[float, State, int]:
+    """(cost, state, states scored): ``state`` with the root producers of a root Func ``g`` computed
+    per task of ``g`` (at its parallel loop) or per sub-tile of a task, ``g`` given another task
+    grid, when that is predicted cheaper.
+
+    Why: the beam tiles ``g`` before any producer is placed, when a grid of row bands and one of
+    small tiles price alike (``g``'s own loops cost the same), and a producer can move into ``g``'s
+    tasks only once every Func that reads it is inside them too: one producer at a time is never
+    legal, the whole group at once is. camera_pipe's half-resolution colour planes stayed at root,
+    its output in 480-row bands (11.8 ms; Adams2019 6.8 ms in the same run); computed per task of
+    2560 x 16 output pixels they are predicted 3.8 vs 10.4 and ran 6.8 ms, and no single move from
+    the beam's pick leads there.
+
+    For every root Func ``g`` with a parallel task grid and a root Func feeding it or what is
+    computed inside it (single-stage ``g`` only), each parallel grid the menu offers for it, and
+    each sub-tiled grid (``State.sub_grid_options``): the rest of the trace replayed with every root
+    Func without updates that the menu allows at ``g``'s parallel loop (or innermost sub-tile loop) moved there (the
+    menu's prunes apply: a region that does not shrink, a LUT read everywhere, stays at root);
+    first with the plainest tiles for the Funcs inside ``g`` (one batch of complete states ranks
+    the grids), then the best SITE_FINALISTS grids replayed with those tiles re-chosen greedily
+    (``_replay``)."""
+    if not state.is_complete or state.space.gpu or not math.isfinite(cost):
+        return cost, state, 0
+    trace = list(state.decisions)
+    found: list[State] = []
+    scored = 0
+    for g in state.space.order:
+        if time.perf_counter() > deadline:
+            break
+        branches = _fusion_branches(state, trace, g)
+        firsts: list[tuple[State, int]] = []
+        for i, (start, k, site) in enumerate(branches):
+            if time.perf_counter() > deadline:
+                break
+            done, n = _replay(start, trace[k:], -1, cost_fn, deadline, partial=True, retarget=_to_site(site))
+            scored += n
+            if done is not None and done.is_complete and _moved_any(state, done):
+                firsts.append((done, i))
+                found.append(done)      # complete already: greedy tiles need not beat it
+        if not firsts:
+            continue
+        costs = np.asarray(cost_fn([p for p, _ in firsts]), dtype=np.float64)
+        scored += len(firsts)
+        costs[~np.isfinite(costs)] = np.inf
+        for j in np.argsort(costs, kind="stable")[:SITE_FINALISTS]:
+            if not np.isfinite(costs[j]) or time.perf_counter() > deadline:
+                break
+            start, k, site = branches[firsts[int(j)][1]]
+            done, n = _replay(start, trace[k:], -1, cost_fn, deadline, retarget=_to_site(site))
+            scored += n
+            if done is not None:
+                found.append(done)
+    return _pick(state, cost, found, cost_fn, scored)
+
+
+def _to_site(site: LoopRef) -> Callable[[State, Place], Place]:
+    """A ``_replay`` retarget: a root Func (single-stage, not an output) computed at ``site`` where
+    the menu offers it there. A reduction keeps its root schedule (its register tiles, task grid and
+    RVar blocks, ``refine_kernels``): ae_forward's first GEMM moved into the tasks of its ReLU was
+    predicted 2.3x cheaper and ran 1.34x slower."""
+    def retarget(st: State, d: Place) -> Place:
+        node = st.space.node(d.func)
+        if d.where != WHERE_ROOT or node.is_output or len(node.stages) > 1:
+            return d
+        moved = Place(d.func, WHERE_AT, site)
+        return moved if moved in st.options() else d
+    return retarget
+
+
+def _fusion_branches(state: State, trace: Sequence[Decision], g: int) -> list[tuple[State, int, LoopRef]]:
+    """For root Func ``g`` (see ``refine_fusion``): (state with ``g``'s stage given a parallel task
+    grid, where the trace resumes, the loop its root producers move to), one per grid of the menu
+    and per sub-tiled grid; none when no root Func feeds ``g`` or what is computed inside it."""
+    p = state.placement(g)
+    node = state.space.node(g)
+    if p is None or p.where != WHERE_ROOT or len(node.stages) != 1:
+        return []
+    k = next((i for i, d in enumerate(trace) if isinstance(d, OuterTile) and d.func == g and d.stage == 0), None)
+    tiling = trace[k] if k is not None else None
+    if k is None or not isinstance(tiling, OuterTile) or not tiling.parallel or not _fed_from_root(state, g):
+        return []
+    st = State.from_space(state.space)
+    for d in trace[:k]:
+        st = st.apply(d)
+    grids = {o: None for o in st.options() if _same_slot(o, trace[k]) and isinstance(o, OuterTile) and o.parallel}
+    grids.update({o: None for o in st.fusion_grid_options(g, 0)})
+    out = [(st.apply(o), k + 1, LoopRef(g, 0, LEVEL_PARALLEL, -1)) for o in grids]
+    out += [(st.apply(o), k + 1, LoopRef(g, 0, LEVEL_OUTER, o.sub[0][0])) for o in st.sub_grid_options(g, 0)]
+    return out
+
+
+def _fed_from_root(state: State, g: int) -> bool:
+    """Whether ``g`` or a Func computed inside it (transitively) reads a root Func (not an output)."""
+    for f in state.space.order:
+        if f != g and not (state.placement(f) is not None and any(r.func == g for r in state.path_to_site(f))):
+            continue
+        for st in state.space.node(f).stages:
+            if any(not e.producer.is_input and _at_root(state, e.producer.index) for e in st.incoming_edges):
+                return True
+    return False
+
+
+def _at_root(state: State, f: int) -> bool:
+    p = state.placement(f)
+    return p is not None and p.where == WHERE_ROOT and not state.space.node(f).is_output
+
+
+def _moved_any(before: State, after: State) -> bool:
+    """Whether some Func at root in ``before`` is computed at a loop in ``after``."""
+    return any(_at_root(before, f) and (after.placement(f) or Place(f, WHERE_ROOT)).where == WHERE_AT
+               for f in before.space.order)
 
 
 def _placed(state: State, f: int) -> bool:

@@ -21,9 +21,10 @@ re-chosen together with the tiles of the Funcs computed inside them (``refine.re
 beam prices a consumer's tile before those reductions are placed. Then, for at most half the beam's
 time each, the Funcs with a reduction computed per register tile try other tile shapes with their
 task grids re-chosen (``refine.refine_kernels``), producers of stencils are tried in sub-tiles
-of their consumers (``refine.refine_sites``), and producers computed at the innermost loops of a
+of their consumers (``refine.refine_sites``), producers computed at the innermost loops of a
 host that is itself computed inside another Func are tried at serial outer tile loops of that host
-(``refine.refine_host_sites``), for the same reason: the beam prices a tile or a sub-tiled grid
+(``refine.refine_host_sites``), and the root producers of a root Func are tried together in its
+tasks or their sub-tiles, under each task grid (``refine.refine_fusion``), for the same reason: the beam prices a tile or a sub-tiled grid
 before anything is computed in it.
 """
 
@@ -38,7 +39,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .refine import refine_host_sites, refine_kernels, refine_sites, refine_tiles
+from .refine import refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_tiles
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
@@ -46,7 +47,7 @@ CostFn = Callable[[Sequence[State]], np.ndarray]
 
 _COMPLETE = (math.inf,)
 REFINE_END = 0.97   # refinement stops at this share of the budget (a greedy replay step may overrun it)
-REFINE_SHARE = 0.5  # refine_kernels', refine_sites' and refine_host_sites' time, each, as a share of the beam's ...
+REFINE_SHARE = 0.5  # refine_kernels', refine_fusion's, refine_sites' and refine_host_sites' time, each, as a share of the beam's ...
 REFINE_MIN_S = 1.0  # ... but at least this
 
 
@@ -203,11 +204,14 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
         # two-dimensional tiles among them)
         c, s, n = refine_kernels(s, c, cost_fn, share_end())
         scored += n
-        # then the site moves (into sub-tiles of root consumers, then into outer tiles of hosts
-        # computed inside others), and the tiles again around a moved producer
+        # then the site moves (into sub-tiles of root consumers, into outer tiles of hosts computed
+        # inside others, then root producers together into the tasks of a root consumer), and the
+        # tiles again around a moved producer
         c2, s2, n = refine_sites(s, c, cost_fn, share_end())
         scored += n
         c2, s2, n = refine_host_sites(s2, c2, cost_fn, share_end())
+        scored += n
+        c2, s2, n = refine_fusion(s2, c2, cost_fn, share_end())
         scored += n
         if s2 is not s:
             c, s, n = refine_tiles(s2, c2, cost_fn, end)

@@ -1017,6 +1017,18 @@ class State:
         tiles += self._rblock_options(f, s, tiles)
         return tiles + layout_rules.layout_options(self, f, s)   # optional Layout / Wrap (``layout.py``)
 
+    def fusion_grid_options(self, f: int, s: int, task_factor: int = 64) -> list[OuterTile]:
+        """At ``f``'s outer slot (``s``): parallel task grids with up to ``task_factor`` x
+        ``parallelism`` tasks (the menu's 16x, Adams2019's rule, is for a Func computed alone: with
+        its root producers computed per task, smaller tasks keep them in cache). For
+        ``refine.refine_fusion``."""
+        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+            return []
+        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
+        reg = self._register(self._t.inner[(f, s)])
+        return [d for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism,
+                                         task_factor=task_factor) if d.parallel]
+
     def sub_grid_options(self, f: int, s: int, n_max: int = 48) -> list[OuterTile]:
         """At ``f``'s outer slot (``s``): the parallel task grids of the menu with sub-tiles, up to
         ``n_max`` spread over all of them, and strips one register tile wide (the menu itself

@@ -112,9 +112,9 @@ def two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[in
 
 def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int],
                   reg: dict[int, int], parallel_root: bool, parallelism: int,
-                  sub: bool = False) -> list[OuterTile]:
+                  sub: bool = False, task_factor: int = MAX_TASK_FACTOR) -> list[OuterTile]:
     """Outer tilings. A root Func (with parallelism > 1) gets task grids with between
-    ``parallelism`` and 16x as many tasks, least idle-core wastage first (Adams2019's rule; the
+    ``parallelism`` and ``task_factor`` (16) x as many tasks, least idle-core wastage first (Adams2019's rule; the
     grids closest to ``parallelism`` when none fits, serial when nothing splits); a Func computed at
     a consumer's loop gets no tiling or serial tilings of one or two dimensions. With ``sub``, a root
     Func's grids are also offered with sub-tiles (``sub_options``)."""
@@ -133,7 +133,7 @@ def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
 
     if parallel_root and parallelism > 1:
         p = parallelism
-        fit = [c for c in combos if p <= tasks(c) <= MAX_TASK_FACTOR * p]
+        fit = [c for c in combos if p <= tasks(c) <= task_factor * p]
         if fit:
             def wastage(c: tuple[tuple[int, int], ...]) -> float:
                 n = tasks(c)
