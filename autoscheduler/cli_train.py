@@ -54,14 +54,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from cost_model.dataset import load_dataset
+    from cost_model.dataset import load_dataset, read_sample_sets
     t0 = time.perf_counter()
-    data = load_dataset(args.db, cache_dir=args.cache_dir, min_schedules=2, progress=not args.quiet)
+    sources = args.db or [DEFAULT_DB]
+    data = load_dataset(read_sample_sets(sources), cache_dir=args.cache_dir, min_schedules=2,
+                        progress=not args.quiet)
     skipped = {k: v for k, v in data.stats.items() if k not in ("samples", "groups") and v}
-    print(f"loaded {len(data.pipelines)} pipeline(s), {data.num_schedules} schedule(s) from {args.db} in "
-          f"{time.perf_counter() - t0:.1f} s" + (f"; skipped {skipped}" if skipped else ""))
+    print(f"loaded {len(data.pipelines)} pipeline(s), {data.num_schedules} schedule(s) from "
+          f"{' + '.join(map(str, sources))} in {time.perf_counter() - t0:.1f} s"
+          + (f"; skipped {skipped}" if skipped else ""))
     if not data.pipelines:
-        raise ToolkitError(f"{args.db}: no pipeline with two or more successful measurements; collect "
+        raise ToolkitError(f"{' + '.join(map(str, sources))}: no pipeline with two or more successful measurements; collect "
                            "some with `autoschedule collect`")
     return data
 
@@ -109,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        "train_pipelines": len(split.train), "val_pipelines": len(split.val),
                        "test_pipelines": len(split.test)},
              "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-             "data": str(args.db), "data_pipelines": len(data.pipelines),
+             "data": " + ".join(map(str, args.db or [DEFAULT_DB])), "data_pipelines": len(data.pipelines),
              "featurizer": featurizer_fingerprint()}
     command = _command_line("train", args)
     pt, js = save_model(result.model, args.out, data_size=sum(p.num_schedules for p in split.train),
@@ -154,7 +157,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         held = list(getattr(split, args.split))
     if not held:
-        raise ToolkitError(f"no pipeline in the '{args.split}' split of {args.db} ({split.describe()}); "
+        raise ToolkitError(f"no pipeline in the '{args.split}' split of {' + '.join(args.db or [DEFAULT_DB])} "
+                           f"({split.describe()}); "
                            "use --split all on tiny data sets")
     weights = args.weights or [str(BASELINE_WEIGHTS)]
     random_held = [p for p in held if not p.bundled]
@@ -183,8 +187,10 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
 
 
 def _common_data_args(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--db", default=DEFAULT_DB,
-                    help=f"tuning database (.sqlite) or sample export (.jsonl[.gz]) (default {DEFAULT_DB})")
+    sp.add_argument("--db", action="append",
+                    help=f"tuning database (.sqlite) or sample export (.jsonl[.gz]) (default {DEFAULT_DB}); "
+                    "repeat to combine several: a pipeline found in a later one takes its samples from there "
+                    "only (re-measured labels replace older ones)")
     sp.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="featurized-tensor cache directory")
     sp.add_argument("--val-fraction", type=float, default=0.1, help="share of pipelines for validation")
     sp.add_argument("--test-fraction", type=float, default=0.1, help="share of pipelines held out for test")

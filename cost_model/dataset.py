@@ -150,6 +150,19 @@ def read_samples(source: str | os.PathLike[str], *, include_failures: bool = Fal
     return out if include_failures else [s for s in out if s.ok]
 
 
+def read_sample_sets(sources: Sequence[str | os.PathLike[str]]) -> list[Sample]:
+    """The successful samples of several databases or exports, later files first: a pipeline
+    (``Sample.group_key``: name, hash, target, threads) measured in a later file takes all its
+    samples from the latest such file only. Why: a data set re-measured later (``collect
+    --remeasure``, e.g. with aligned inputs) replaces the older labels of the pipelines it covers,
+    and the loss compares the schedules of one pipeline, which must come from one measuring run."""
+    out: dict[tuple[str, str, str, int], list[Sample]] = {}
+    for source in sources:
+        for key, group in group_samples(read_samples(source)).items():
+            out[key] = group
+    return [s for group in out.values() for s in group]
+
+
 def write_export(samples: Iterable[Sample], out: str | os.PathLike[str]) -> int:
     """The compact data set: a header line then one JSON line per sample (gzip when ``.gz``)."""
     path = Path(out)
@@ -408,7 +421,8 @@ class Dataset:
 def load_dataset(source: str | os.PathLike[str] | Sequence[Sample], *,
                  cache_dir: str | os.PathLike[str] | None = DEFAULT_CACHE_DIR, min_schedules: int = 2,
                  progress: bool = False) -> Dataset:
-    """Read, group by pipeline, featurize (cached) and keep pipelines with >= ``min_schedules``."""
+    """Read (a path, or samples, e.g. ``read_sample_sets``), group by pipeline, featurize (cached)
+    and keep pipelines with >= ``min_schedules``."""
     samples = list(source) if not isinstance(source, (str, os.PathLike)) else read_samples(source)
     groups = group_samples(samples)
     cache = FeatureCache(cache_dir)

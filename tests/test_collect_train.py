@@ -24,8 +24,8 @@ from autoscheduler.errors import WeightsError
 from autoscheduler.measure import MeasureOptions
 from autoscheduler.records import Records
 from cost_model import AdamsNet
-from cost_model.dataset import (PipelineData, Sample, featurize_group, load_dataset, read_samples,
-                                split_pipelines)
+from cost_model.dataset import (PipelineData, Sample, featurize_group, load_dataset, read_sample_sets,
+                                read_samples, split_pipelines, write_export)
 from cost_model.features_layout import parse_featurization
 from cost_model.metrics import (kendall_tau, pairwise_accuracy, pairwise_counts, pipeline_metrics,
                                 summarize, top_k_regret)
@@ -204,6 +204,25 @@ def test_exports_round_trip(collected, tmp_path):
         np.testing.assert_array_equal(feat.schedule, p.schedule[sid])
         np.testing.assert_array_equal(feat.pipeline, p.pipeline)
         assert runtime == pytest.approx(p.runtimes_ms[sid], rel=1e-6)
+
+
+def test_a_later_sample_set_replaces_the_labels_of_the_pipelines_it_holds(collected, tmp_path, capsys):
+    """Re-measured pipelines (a second export) take all their samples from it; the others stay."""
+    import dataclasses
+    _, db = collected
+    old = read_samples(db)
+    keys = sorted({s.group_key for s in old})
+    assert len(keys) >= 2
+    redo = [dataclasses.replace(s, runtime_s=2 * s.runtime_s) for s in old if s.group_key == keys[0]][:2]
+    later = tmp_path / "remeasured.jsonl.gz"
+    write_export(redo, later)
+    both = read_sample_sets([db, later])
+    assert sorted(s.runtime_s for s in both if s.group_key == keys[0]) == sorted(s.runtime_s for s in redo)
+    assert [s for s in both if s.group_key != keys[0]] == [s for s in old if s.group_key != keys[0]]
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--db", str(db), "--db", str(later), "--split", "all",
+                     "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
+    assert f"from {db} + {later}" in capsys.readouterr().out
 
 
 def _fake(name: str, key: int, n: int = 4) -> PipelineData:
