@@ -2,7 +2,8 @@
 (``refine_tiles``: larger tiles; ``refine_kernels``: other shapes and task grids around a reduction
 computed per tile), move the root producers of a root Func into its tasks, together
 (``refine_fusion``), producers into sub-tiles of their stencil consumers (``refine_sites``) and
-into serial outer tiles of hosts computed inside other Funcs (``refine_host_sites``).
+into serial outer tiles of hosts computed inside other Funcs (``refine_host_sites``), and re-size
+the sub-tiles producers are computed in (``refine_sub_tiles``).
 
 Why: the beam decides a consumer's register tile before the Funcs computed inside that tile are
 placed, so it prices the tile by the consumer's own (often cheap, pointwise) stage. A reduction
@@ -32,6 +33,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from .dag import box_points
 from .state import State
 from .state.state import is_stencil_edge
 from .state.decisions import (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, WHERE_AT, WHERE_INLINE, WHERE_ROOT, Decision, IllegalDecisionError,
@@ -45,6 +47,14 @@ MOVE_MARGIN = 0.005     # refine_sites / refine_host_sites keep the pick unless 
                         # much cheaper (a near-tie is below what the network resolves): camera_pipe's
                         # red moved to a 256-wide outer tile of its host, predicted 0.08% cheaper, ran
                         # 20% slower (8.9 vs 7.4 ms); unsharp's move, predicted 0.6% cheaper, ran 0.81x
+FUSION_MARGIN = 0.2     # refine_fusion keeps the pick unless predicted this much cheaper: a group of
+                        # Funcs moved is where the network is least reliable (bilateral_grid's blurz
+                        # per task, predicted 3.7% cheaper, ran 24% slower; camera_pipe's planes,
+                        # predicted 65% cheaper, ran 1.6x faster)
+FUSION_RECOMPUTE = 1.25  # refine_fusion: the moved Funcs compute at most this x their points at root.
+                        # The network under-prices recompute: bilateral_grid's blurz per output task
+                        # (1.46x its points) was predicted 16% cheaper and ran 31% slower;
+                        # camera_pipe's colour planes per task (1.12x) ran 1.6x faster
 MAX_PADDING = 8 / 7     # Adams2019's tiling rule: at most 1/7 of a tile's points wasted in tails
 
 
@@ -384,7 +394,9 @@ def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -
     computed inside it (single-stage ``g`` only), each parallel grid the menu offers for it, and
     each sub-tiled grid (``State.sub_grid_options``): the rest of the trace replayed with every root
     Func without updates that the menu allows at ``g``'s parallel loop (or innermost sub-tile loop) moved there (the
-    menu's prunes apply: a region that does not shrink, a LUT read everywhere, stays at root);
+    menu's prunes apply: a region that does not shrink, a LUT read everywhere, stays at root; and
+    the moved Funcs may compute at most FUSION_RECOMPUTE x their points at root; kept when
+    predicted FUSION_MARGIN cheaper);
     first with the plainest tiles for the Funcs inside ``g`` (one batch of complete states ranks
     the grids), then the best SITE_FINALISTS grids replayed with those tiles re-chosen greedily
     (``_replay``)."""
@@ -403,7 +415,7 @@ def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -
                 break
             done, n = _replay(start, trace[k:], -1, cost_fn, deadline, partial=True, retarget=_to_site(site))
             scored += n
-            if done is not None and done.is_complete and _moved_any(state, done):
+            if done is not None and done.is_complete and _moved_any(state, done) and _fusion_recompute_ok(state, done):
                 firsts.append((done, i))
                 found.append(done)      # complete already: greedy tiles need not beat it
         if not firsts:
@@ -417,9 +429,69 @@ def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -
             start, k, site = branches[firsts[int(j)][1]]
             done, n = _replay(start, trace[k:], -1, cost_fn, deadline, retarget=_to_site(site))
             scored += n
-            if done is not None:
+            if done is not None and _fusion_recompute_ok(state, done):
                 found.append(done)
-    return _pick(state, cost, found, cost_fn, scored)
+    return _pick(state, cost, found, cost_fn, scored, FUSION_MARGIN)
+
+
+def refine_sub_tiles(state: State, cost: float, cost_fn: CostFn, deadline: float) -> tuple[float, State, int]:
+    """(cost, state, states scored): ``state`` with the sub-tiles of a root Func that producers are
+    computed in re-sized (same task grid), the tiles of those producers re-chosen, when that is
+    predicted cheaper.
+
+    Why: the menu offers three sub-tile sizes per dimension (a spread of ``tilings.SUB_COUNTS``,
+    for a beam that prices them before any producer is placed), so the size the producers would
+    want may be missing: unsharp's producers were computed per 512 x 8 sub-tile, where a 5-row
+    blur halo nearly doubles their rows; 512 x 16 and 512 x 32 were predicted 6% cheaper and ran 9%
+    faster (5.80 / 5.78 vs 6.37 ms, interleaved), but the menu had 8 and 32 rows only with other
+    widths. For every root Func with a sub-tiled task grid and a Func computed at one of its
+    sub-tile loops: every sub-tile size of ``State.sub_size_options`` for that grid, the producers
+    moved to the innermost sub-tile loop, the rest of the trace replayed with the tiles of the
+    Funcs computed at it re-chosen greedily (``_replay``). Only sizes under which those producers
+    compute no more points in all (halos included) than before: the network under-prices
+    recompute (blur's 256 x 8 sub-tiles re-sized to 1024 x 4, predicted 1.8% cheaper, ran 33%
+    slower)."""
+    if not state.is_complete or state.space.gpu or not math.isfinite(cost):
+        return cost, state, 0
+    trace = list(state.decisions)
+    found: list[State] = []
+    scored = 0
+    for k, d in enumerate(trace):
+        if time.perf_counter() > deadline:
+            break
+        if not (isinstance(d, OuterTile) and d.sub and d.parallel):
+            continue
+        at_sub = {f for f in state.space.order
+                  if (p := state.placement(f)) is not None and p.at is not None and p.at.func == d.func
+                  and p.at.stage == d.stage and p.at.level == LEVEL_OUTER and p.at.dim in dict(d.sub)}
+        if not at_sub:
+            continue
+        st = State.from_space(state.space)
+        for e in trace[:k]:
+            st = st.apply(e)
+        limit = _computed(state, at_sub)
+        for o in st.sub_size_options(d.func, d.stage, d.tiles):
+            if o == d or time.perf_counter() > deadline:
+                continue
+            site = LoopRef(d.func, d.stage, LEVEL_OUTER, o.sub[0][0])
+            moved = [Place(e.func, WHERE_AT, site) if isinstance(e, Place) and e.func in at_sub else e
+                     for e in trace[k + 1:]]
+            done, n = _replay(st.apply(o), moved, d.func, cost_fn, deadline)
+            scored += n
+            if done is not None and _computed(done, at_sub) <= limit:
+                found.append(done)
+    return _pick(state, cost, found, cost_fn, scored, MOVE_MARGIN)
+
+
+def _computed(state: State, funcs: set[int]) -> int:
+    """Points of ``funcs`` computed in all (each region at its site times the times it is computed)."""
+    total = 0
+    for f in funcs:
+        p = state.placement(f)
+        site = p.at if p is not None else None
+        node = state.space.node(f)
+        total += state.realizations(f) * box_points(node.stage_regions(state.required_at(f, site))[0])
+    return total
 
 
 def _to_site(site: LoopRef) -> Callable[[State, Place], Place]:
@@ -472,6 +544,14 @@ def _fed_from_root(state: State, g: int) -> bool:
 def _at_root(state: State, f: int) -> bool:
     p = state.placement(f)
     return p is not None and p.where == WHERE_ROOT and not state.space.node(f).is_output
+
+
+def _fusion_recompute_ok(before: State, after: State) -> bool:
+    """Whether the Funcs ``after`` moved from root into tasks compute at most FUSION_RECOMPUTE x
+    the points they computed at root (their halos, recomputed by neighbouring tasks)."""
+    moved = {f for f in before.space.order if _at_root(before, f) and after.placement(f) is not None
+             and after.placement(f).where == WHERE_AT}   # type: ignore[union-attr]
+    return _computed(after, moved) <= FUSION_RECOMPUTE * _computed(before, moved)
 
 
 def _moved_any(before: State, after: State) -> bool:

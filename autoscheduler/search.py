@@ -23,8 +23,9 @@ time each, the Funcs with a reduction computed per register tile try other tile 
 task grids re-chosen (``refine.refine_kernels``), producers of stencils are tried in sub-tiles
 of their consumers (``refine.refine_sites``), producers computed at the innermost loops of a
 host that is itself computed inside another Func are tried at serial outer tile loops of that host
-(``refine.refine_host_sites``), and the root producers of a root Func are tried together in its
-tasks or their sub-tiles, under each task grid (``refine.refine_fusion``), for the same reason: the beam prices a tile or a sub-tiled grid
+(``refine.refine_host_sites``), the root producers of a root Func are tried together in its
+tasks or their sub-tiles, under each task grid (``refine.refine_fusion``), and the sub-tiles that
+producers are computed in are re-sized (``refine.refine_sub_tiles``), for the same reason: the beam prices a tile or a sub-tiled grid
 before anything is computed in it.
 """
 
@@ -39,7 +40,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .refine import refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_tiles
+from .refine import refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_sub_tiles, refine_tiles
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
@@ -47,7 +48,7 @@ CostFn = Callable[[Sequence[State]], np.ndarray]
 
 _COMPLETE = (math.inf,)
 REFINE_END = 0.97   # refinement stops at this share of the budget (a greedy replay step may overrun it)
-REFINE_SHARE = 0.5  # refine_kernels', refine_fusion's, refine_sites' and refine_host_sites' time, each, as a share of the beam's ...
+REFINE_SHARE = 0.5  # the time of refine_kernels and of each site move (refine_sites, ...), as a share of the beam's ...
 REFINE_MIN_S = 1.0  # ... but at least this
 
 
@@ -212,6 +213,8 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
         c2, s2, n = refine_host_sites(s2, c2, cost_fn, share_end())
         scored += n
         c2, s2, n = refine_fusion(s2, c2, cost_fn, share_end())
+        scored += n
+        c2, s2, n = refine_sub_tiles(s2, c2, cost_fn, share_end())
         scored += n
         if s2 is not s:
             c, s, n = refine_tiles(s2, c2, cost_fn, end)

@@ -12,7 +12,7 @@ import numpy as np
 
 import halide_pipelines
 from autoscheduler.dag import FunctionDAG
-from autoscheduler.refine import refine_host_sites, refine_sites
+from autoscheduler.refine import refine_host_sites, refine_sites, refine_sub_tiles
 from autoscheduler.state import Decision, OuterTile, Place, State
 from tests.shared_pipelines import check_against_root
 
@@ -141,3 +141,43 @@ def test_host_sites_keep_the_state_when_nothing_is_cheaper_or_time_is_up():
     assert best is st and c == 5.0
     c, best, scored = refine_host_sites(st, 20.0, lambda s: np.full(len(s), 1.0), time.perf_counter() - 1)
     assert best is st and scored == 0
+
+
+def test_sub_tiles_are_resized_with_the_producer_computed_in_them():
+    """``refine_sub_tiles``: blur_x computed per sub-tile of blur_y; a sub-tile size the menu's spread
+    of three left out is tried (every size of ``State.sub_size_options``), blur_x still inside, but
+    none that makes it recompute more."""
+    est = {"width": 256, "height": 192}
+    spec = halide_pipelines.get("blur")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.sizes(**est)).pipeline())
+    bx, by = _index(dag, "blur_x"), _index(dag, "blur_y")
+    st = _build(dag, lambda opts: None)
+    _, st, _ = refine_sites(st, 20.0, _reward(bx, by), time.perf_counter() + 60)
+    assert _in_sub_tile(st, bx, by)
+    before = next(d for d in st.decisions if isinstance(d, OuterTile) and d.func == by)
+
+    def sub_of(s: State) -> tuple[tuple[int, int], ...]:
+        return next(d for d in s.decisions if isinstance(d, OuterTile) and d.func == by).sub
+
+    # the cheapest: the widest strip that is not the current one (no more recompute: the strips
+    # span the task's rows, blur_x's halo is in rows)
+    k = next(i for i, d in enumerate(st.decisions) if d == before)
+    at = State.from_space(st.space)
+    for d in st.decisions[:k]:
+        at = at.apply(d)
+    sizes = [o.sub for o in at.sub_size_options(by, 0, before.tiles)]
+    assert len(sizes) > 3 and before.sub in sizes
+    want = max((s for s in sizes if len(s) == 1 and s != before.sub), key=lambda s: s[0][1])
+    reward = lambda states: np.array([10.0 if sub_of(s) == want and _in_sub_tile(s, bx, by) else 20.0  # noqa: E731
+                                      for s in states])
+    c, best, scored = refine_sub_tiles(st, 20.0, reward, time.perf_counter() + 60)
+    assert c == 10.0 and scored > 0 and sub_of(best) == want and _in_sub_tile(best, bx, by)
+    check_against_root("blur", best, [est, {"width": 37, "height": 29}, {"width": 5, "height": 3}])
+    c, same, _ = refine_sub_tiles(st, 5.0, lambda s: np.full(len(s), 5.0), time.perf_counter() + 60)
+    assert same is st and c == 5.0
+    # a size that recomputes more of blur_x (short sub-tiles: its row halo per sub-tile) is never
+    # taken, however cheap it is predicted
+    short = next(s for s in sizes if len(s) == 2 and dict(s)[1] == min(dict(x).get(1, 10**9) for x in sizes))
+    reward = lambda states: np.array([1.0 if sub_of(s) == short else 20.0 for s in states])  # noqa: E731
+    c, same, _ = refine_sub_tiles(st, 20.0, reward, time.perf_counter() + 60)
+    assert sub_of(same) != short

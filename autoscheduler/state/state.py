@@ -81,7 +81,7 @@ from .decisions import Layout, Wrap
 from . import layout as layout_rules
 from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
                    StagePlan, base_names, plan_rfactor, plan_stage)
-from .tilings import inner_options, outer_options, sub_options, two_row_kernels
+from .tilings import SUB_COUNTS, inner_options, outer_options, sub_options, two_row_kernels
 from .cpu_rfactor import cpu_rfactor_options, plan_cpu_rfactor
 
 FORMAT = "autoscheduler.state/1"
@@ -1042,6 +1042,17 @@ class State:
         grids = [d.tiles for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism)
                  if d.parallel and d.tiles]
         return sub_options(f, s, dims, extents, reg, grids, n_grids=len(grids), n_max=n_max, strips=True)
+
+    def sub_size_options(self, f: int, s: int, grid: Sequence[tuple[int, int]]) -> list[OuterTile]:
+        """At ``f``'s outer slot (``s``): the task grid ``grid`` with every sub-tile size of the
+        menu's (``tilings.SUB_COUNTS`` register tiles per dimension, not a spread of three), for
+        ``refine.refine_sub_tiles``, which re-sizes the sub-tiles producers are computed in."""
+        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+            return []
+        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
+        reg = self._register(self._t.inner[(f, s)])
+        return sub_options(f, s, dims, extents, reg, [tuple(grid)], n_grids=1, n_max=10_000,
+                           sizes=len(SUB_COUNTS))
 
     def two_row_tile_options(self, f: int, s: int, vector_dim: int, vector_width: int) -> list[InnerTile]:
         """At ``f``'s inner slot (``s``): register tiles over two non-vector dimensions with the given

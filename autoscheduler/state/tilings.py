@@ -159,13 +159,13 @@ def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int,
 
 def sub_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int], reg: dict[int, int],
                 grids: Sequence[tuple[tuple[int, int], ...]], n_grids: int = SUB_GRIDS,
-                n_max: int = MAX_SUB, strips: bool = False) -> list[OuterTile]:
+                n_max: int = MAX_SUB, strips: bool = False, sizes: int = SUB_SIZES) -> list[OuterTile]:
     """Task grids with a serial sub-tile level inside each task (``OuterTile.sub``): for the
     ``SUB_GRIDS`` grids with the fewest (largest) tasks, sub-tiles of the innermost dimension or of
     the two innermost ones, ``SUB_SIZES`` sizes each (``SUB_COUNTS`` register tiles: sub-tiles of
     cache size, at least two per task). At most ``n_max`` of them, evenly spread. ``n_grids`` and
     ``n_max`` widen the choice, ``strips`` adds strips one register tile wide of the innermost
-    dimension (for ``State.sub_grid_options``)."""
+    dimension (for ``State.sub_grid_options``), ``sizes`` the sizes per dimension."""
     sub_dims = [d for d in dims if extents[d] > 1][:2]
     combos: list[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = []
     for grid in sorted(grids, key=lambda g: _tasks(g, extents))[:n_grids]:
@@ -175,7 +175,7 @@ def sub_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, i
             span = tiles.get(d, extents[d])
             units = span // reg[d] if d in tiles else _ceil_div(span, reg[d])
             ks = [k for k in SUB_COUNTS if k < units and (d not in tiles or units % k == 0)]
-            per_dim[d] = _spread(ks, SUB_SIZES)
+            per_dim[d] = _spread(ks, sizes)
         # one dimension: only the innermost (a sub-tile of the outer one alone is what computing
         # at its register-tile loop already does, with a taller tile: nothing new, and it misled
         # the model on unsharp and bilateral_grid)
