@@ -64,8 +64,8 @@ def _load(args: argparse.Namespace) -> Any:
           f"{' + '.join(map(str, sources))} in {time.perf_counter() - t0:.1f} s"
           + (f"; skipped {skipped}" if skipped else ""))
     if not data.pipelines:
-        raise ToolkitError(f"{' + '.join(map(str, sources))}: no pipeline with two or more successful measurements; collect "
-                           "some with `autoschedule collect`")
+        raise ToolkitError(f"{' + '.join(map(str, sources))}: no pipeline with two or more successful "
+                           "measurements; collect some with `autoschedule collect`")
     return data
 
 

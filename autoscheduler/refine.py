@@ -36,8 +36,8 @@ import numpy as np
 from .dag import box_points
 from .state import State
 from .state.state import is_stencil_edge
-from .state.decisions import (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, WHERE_AT, WHERE_INLINE, WHERE_ROOT, Decision, IllegalDecisionError,
-                              InnerTile, Kernel, Layout, LoopRef, OuterTile, Place, Wrap)
+from .state.decisions import (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, WHERE_AT, WHERE_INLINE, WHERE_ROOT, Decision,
+                              IllegalDecisionError, InnerTile, Kernel, Layout, LoopRef, OuterTile, Place, Wrap)
 
 CostFn = Callable[[Sequence[State]], np.ndarray]
 SITE_FINALISTS = 6      # partial branches per moved producer that refine_sites completes
@@ -386,20 +386,20 @@ def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -
     small tiles price alike (``g``'s own loops cost the same), and a producer can move into ``g``'s
     tasks only once every Func that reads it is inside them too: one producer at a time is never
     legal, the whole group at once is. camera_pipe's half-resolution colour planes stayed at root,
-    its output in 480-row bands (11.8 ms; Adams2019 6.8 ms in the same run); computed per task of
-    2560 x 16 output pixels they are predicted 3.8 vs 10.4 and ran 6.8 ms, and no single move from
-    the beam's pick leads there.
+    its output in 480-row bands; computed per task of 1280 x 32 output pixels (this refinement's
+    pick) they are predicted 3.64 vs 10.45 and ran 7.34 vs 11.89 ms (Adams2019 6.90, interleaved),
+    and no single move from the beam's pick leads there.
 
     For every root Func ``g`` with a parallel task grid and a root Func feeding it or what is
     computed inside it (single-stage ``g`` only), each parallel grid the menu offers for it, and
     each sub-tiled grid (``State.sub_grid_options``): the rest of the trace replayed with every root
-    Func without updates that the menu allows at ``g``'s parallel loop (or innermost sub-tile loop) moved there (the
-    menu's prunes apply: a region that does not shrink, a LUT read everywhere, stays at root; and
-    the moved Funcs may compute at most FUSION_RECOMPUTE x their points at root; kept when
-    predicted FUSION_MARGIN cheaper);
-    first with the plainest tiles for the Funcs inside ``g`` (one batch of complete states ranks
-    the grids), then the best SITE_FINALISTS grids replayed with those tiles re-chosen greedily
-    (``_replay``)."""
+    Func without updates that the menu allows at ``g``'s parallel loop (or innermost sub-tile loop)
+    moved there (the menu's prunes apply: a region that does not shrink, a LUT read everywhere,
+    stays at root), everything else kept where still legal, the rest re-chosen greedily (the
+    plainest tiles first: one batch of complete states ranks the grids; then the best
+    SITE_FINALISTS grids with tiles re-chosen by the cost model, ``_replay``). The moved Funcs may
+    compute at most FUSION_RECOMPUTE x their points at root, and the winner must be predicted
+    FUSION_MARGIN cheaper than ``state``."""
     if not state.is_complete or state.space.gpu or not math.isfinite(cost):
         return cost, state, 0
     trace = list(state.decisions)
@@ -415,7 +415,8 @@ def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -
                 break
             done, n = _replay(start, trace[k:], -1, cost_fn, deadline, partial=True, retarget=_to_site(site))
             scored += n
-            if done is not None and done.is_complete and _moved_any(state, done) and _fusion_recompute_ok(state, done):
+            if done is not None and done.is_complete and _moved_from_root(state, done) \
+                    and _fusion_recompute_ok(state, done):
                 firsts.append((done, i))
                 found.append(done)      # complete already: greedy tiles need not beat it
         if not firsts:
@@ -549,15 +550,14 @@ def _at_root(state: State, f: int) -> bool:
 def _fusion_recompute_ok(before: State, after: State) -> bool:
     """Whether the Funcs ``after`` moved from root into tasks compute at most FUSION_RECOMPUTE x
     the points they computed at root (their halos, recomputed by neighbouring tasks)."""
-    moved = {f for f in before.space.order if _at_root(before, f) and after.placement(f) is not None
-             and after.placement(f).where == WHERE_AT}   # type: ignore[union-attr]
+    moved = _moved_from_root(before, after)
     return _computed(after, moved) <= FUSION_RECOMPUTE * _computed(before, moved)
 
 
-def _moved_any(before: State, after: State) -> bool:
-    """Whether some Func at root in ``before`` is computed at a loop in ``after``."""
-    return any(_at_root(before, f) and (after.placement(f) or Place(f, WHERE_ROOT)).where == WHERE_AT
-               for f in before.space.order)
+def _moved_from_root(before: State, after: State) -> set[int]:
+    """The Funcs at root (not outputs) in ``before`` that ``after`` computes at a loop."""
+    return {f for f in before.space.order
+            if _at_root(before, f) and (after.placement(f) or Place(f, WHERE_ROOT)).where == WHERE_AT}
 
 
 def _placed(state: State, f: int) -> bool:

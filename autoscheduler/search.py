@@ -25,8 +25,8 @@ of their consumers (``refine.refine_sites``), producers computed at the innermos
 host that is itself computed inside another Func are tried at serial outer tile loops of that host
 (``refine.refine_host_sites``), the root producers of a root Func are tried together in its
 tasks or their sub-tiles, under each task grid (``refine.refine_fusion``), and the sub-tiles that
-producers are computed in are re-sized (``refine.refine_sub_tiles``), for the same reason: the beam prices a tile or a sub-tiled grid
-before anything is computed in it.
+producers are computed in are re-sized (``refine.refine_sub_tiles``), for the same reason: the
+beam prices a tile or a sub-tiled grid before anything is computed in it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .refine import refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_sub_tiles, refine_tiles
+from .refine import (refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_sub_tiles,
+                     refine_tiles)
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
