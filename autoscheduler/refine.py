@@ -257,7 +257,20 @@ BranchFn = Callable[[State, Sequence[Decision], int], list[tuple[State, int, Pla
 def _refine_moves(state: State, cost: float, cost_fn: CostFn, deadline: float,
                   branches: BranchFn) -> tuple[float, State, int]:
     """The moves ``branches(state, trace, f)`` proposes for every Func ``f`` (outputs first), each
-    completed (``_complete_branches``); the cheapest kept if it beats ``state``."""
+    completed (``_complete_branches``); the cheapest kept if it beats ``state`` by MOVE_MARGIN."""
+    return _per_func(state, cost, cost_fn, deadline, MOVE_MARGIN,
+                     lambda trace, f, found: _complete_branches(branches(state, trace, f), trace, f, cost_fn,
+                                                                deadline, found))
+
+
+FuncWork = Callable[[Sequence[Decision], int, list[State]], int]
+
+
+def _per_func(state: State, cost: float, cost_fn: CostFn, deadline: float, margin: float,
+              work: FuncWork) -> tuple[float, State, int]:
+    """``work(trace, f, found)`` for every Func ``f`` (outputs first) while time lasts, each adding
+    complete states to ``found`` and returning the states it scored; the cheapest found kept if it
+    beats ``state`` by ``margin`` (relative). Nothing for incomplete, GPU or unpriced states."""
     if not state.is_complete or state.space.gpu or not math.isfinite(cost):
         return cost, state, 0
     trace = list(state.decisions)
@@ -266,8 +279,16 @@ def _refine_moves(state: State, cost: float, cost_fn: CostFn, deadline: float,
     for f in state.space.order:
         if time.perf_counter() > deadline:
             break
-        scored += _complete_branches(branches(state, trace, f), trace, f, cost_fn, deadline, found)
-    return _pick(state, cost, found, cost_fn, scored, MOVE_MARGIN)
+        scored += work(trace, f, found)
+    return _pick(state, cost, found, cost_fn, scored, margin)
+
+
+def _finalists(group: Sequence[tuple[State, int]], cost_fn: CostFn) -> list[int]:
+    """The second items (branch indices) of the SITE_FINALISTS cheapest states of ``group``, cheapest
+    first, unpriced ones left out (``group`` is scored once, ``len(group)`` states)."""
+    costs = np.asarray(cost_fn([p for p, _ in group]), dtype=np.float64)
+    costs[~np.isfinite(costs)] = np.inf
+    return [group[int(j)][1] for j in np.argsort(costs, kind="stable")[:SITE_FINALISTS] if np.isfinite(costs[j])]
 
 
 def _complete_branches(branches: Sequence[tuple[State, int, Place]], trace: Sequence[Decision], host: int,
@@ -286,13 +307,11 @@ def _complete_branches(branches: Sequence[tuple[State, int, Place]], trace: Sequ
         if part is not None:
             partials.setdefault(moved.func, []).append((part, i))
     for group in partials.values():
-        costs = np.asarray(cost_fn([p for p, _ in group]), dtype=np.float64)
         scored += len(group)
-        costs[~np.isfinite(costs)] = np.inf
-        for j in np.argsort(costs, kind="stable")[:SITE_FINALISTS]:
-            if not np.isfinite(costs[j]) or time.perf_counter() > deadline:
+        for i in _finalists(group, cost_fn):
+            if time.perf_counter() > deadline:
                 break
-            start, k, moved = branches[group[int(j)][1]]
+            start, k, moved = branches[i]
             done, n = _replay(start, trace[k:], host, cost_fn, deadline, moved=moved)
             scored += n
             if done is not None:
@@ -400,39 +419,39 @@ def refine_fusion(state: State, cost: float, cost_fn: CostFn, deadline: float) -
     SITE_FINALISTS grids with tiles re-chosen by the cost model, ``_replay``). The moved Funcs may
     compute at most FUSION_RECOMPUTE x their points at root, and the winner must be predicted
     FUSION_MARGIN cheaper than ``state``."""
-    if not state.is_complete or state.space.gpu or not math.isfinite(cost):
-        return cost, state, 0
-    trace = list(state.decisions)
-    found: list[State] = []
+    return _per_func(state, cost, cost_fn, deadline, FUSION_MARGIN,
+                     lambda trace, g, found: _fuse_into(state, trace, g, cost_fn, deadline, found))
+
+
+def _fuse_into(state: State, trace: Sequence[Decision], g: int, cost_fn: CostFn, deadline: float,
+               found: list[State]) -> int:
+    """``refine_fusion``'s work for root Func ``g``: each grid's replay with the plainest tiles (kept
+    in ``found``: complete already), the best SITE_FINALISTS again with tiles the cost model
+    re-chooses. Returns the states scored."""
+    branches = _fusion_branches(state, trace, g)
+    firsts: list[tuple[State, int]] = []
     scored = 0
-    for g in state.space.order:
+    for i, (start, k, site) in enumerate(branches):
         if time.perf_counter() > deadline:
             break
-        branches = _fusion_branches(state, trace, g)
-        firsts: list[tuple[State, int]] = []
-        for i, (start, k, site) in enumerate(branches):
-            if time.perf_counter() > deadline:
-                break
-            done, n = _replay(start, trace[k:], -1, cost_fn, deadline, partial=True, retarget=_to_site(site))
-            scored += n
-            if done is not None and done.is_complete and _moved_from_root(state, done) \
-                    and _fusion_recompute_ok(state, done):
-                firsts.append((done, i))
-                found.append(done)      # complete already: greedy tiles need not beat it
-        if not firsts:
-            continue
-        costs = np.asarray(cost_fn([p for p, _ in firsts]), dtype=np.float64)
-        scored += len(firsts)
-        costs[~np.isfinite(costs)] = np.inf
-        for j in np.argsort(costs, kind="stable")[:SITE_FINALISTS]:
-            if not np.isfinite(costs[j]) or time.perf_counter() > deadline:
-                break
-            start, k, site = branches[firsts[int(j)][1]]
-            done, n = _replay(start, trace[k:], -1, cost_fn, deadline, retarget=_to_site(site))
-            scored += n
-            if done is not None and _fusion_recompute_ok(state, done):
-                found.append(done)
-    return _pick(state, cost, found, cost_fn, scored, FUSION_MARGIN)
+        done, n = _replay(start, trace[k:], -1, cost_fn, deadline, partial=True, retarget=_to_site(site))
+        scored += n
+        if done is not None and done.is_complete and _moved_from_root(state, done) \
+                and _fusion_recompute_ok(state, done):
+            firsts.append((done, i))
+            found.append(done)      # complete already: greedy tiles need not beat it
+    if not firsts:
+        return scored
+    scored += len(firsts)
+    for i in _finalists(firsts, cost_fn):
+        if time.perf_counter() > deadline:
+            break
+        start, k, site = branches[i]
+        done, n = _replay(start, trace[k:], -1, cost_fn, deadline, retarget=_to_site(site))
+        scored += n
+        if done is not None and _fusion_recompute_ok(state, done):
+            found.append(done)
+    return scored
 
 
 def refine_sub_tiles(state: State, cost: float, cost_fn: CostFn, deadline: float) -> tuple[float, State, int]:
