@@ -151,7 +151,7 @@ def read_samples(source: str | os.PathLike[str], *, include_failures: bool = Fal
 
 
 def read_sample_sets(sources: Sequence[str | os.PathLike[str]]) -> list[Sample]:
-    """The successful samples of several databases or exports, later files first: a pipeline
+    """The successful samples of several databases or exports, read in order: a pipeline
     (``Sample.group_key``: name, hash, target, threads) measured in a later file takes all its
     samples from the latest such file only. Why: a data set re-measured later (``collect
     --remeasure``, e.g. with aligned inputs) replaces the older labels of the pipelines it covers,

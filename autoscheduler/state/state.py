@@ -1017,15 +1017,22 @@ class State:
         tiles += self._rblock_options(f, s, tiles)
         return tiles + layout_rules.layout_options(self, f, s)   # optional Layout / Wrap (``layout.py``)
 
+    def _root_outer_slot(self, f: int, s: int) -> Optional[tuple[list[int], dict[int, int], dict[int, int]]]:
+        """(pure dims, extents, register tile per dim) of stage (f, s) when the state is at its outer
+        slot and ``f`` is root, else None: what the refinements' extra grid menus start from."""
+        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+            return None
+        return self.space.pure_dims(f, s), self._extents(f, s), self._register(self._t.inner[(f, s)])
+
     def fusion_grid_options(self, f: int, s: int, task_factor: int = 64) -> list[OuterTile]:
         """At ``f``'s outer slot (``s``): parallel task grids with up to ``task_factor`` x
         ``parallelism`` tasks (the menu's 16x, Adams2019's rule, is for a Func computed alone: with
         its root producers computed per task, smaller tasks keep them in cache). For
         ``refine.refine_fusion``."""
-        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+        at = self._root_outer_slot(f, s)
+        if at is None:
             return []
-        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
-        reg = self._register(self._t.inner[(f, s)])
+        dims, extents, reg = at
         return [d for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism,
                                          task_factor=task_factor) if d.parallel]
 
@@ -1035,10 +1042,10 @@ class State:
         sub-tiles only the grids with the fewest tasks, and never in strips: both are for
         ``refine.refine_sites``, which places a producer in them; in the beam they only crowded out
         better choices)."""
-        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+        at = self._root_outer_slot(f, s)
+        if at is None:
             return []
-        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
-        reg = self._register(self._t.inner[(f, s)])
+        dims, extents, reg = at
         grids = [d.tiles for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism)
                  if d.parallel and d.tiles]
         return sub_options(f, s, dims, extents, reg, grids, n_grids=len(grids), n_max=n_max, strips=True)
@@ -1047,10 +1054,10 @@ class State:
         """At ``f``'s outer slot (``s``): the task grid ``grid`` with every sub-tile size of the
         menu's (``tilings.SUB_COUNTS`` register tiles per dimension, not a spread of three), for
         ``refine.refine_sub_tiles``, which re-sizes the sub-tiles producers are computed in."""
-        if self.slot != (SLOT_OUTER, f, s) or self._t.place[f].where != WHERE_ROOT:
+        at = self._root_outer_slot(f, s)
+        if at is None:
             return []
-        dims, extents = self.space.pure_dims(f, s), self._extents(f, s)
-        reg = self._register(self._t.inner[(f, s)])
+        dims, extents, reg = at
         return sub_options(f, s, dims, extents, reg, [tuple(grid)], n_grids=1, n_max=10_000,
                            sizes=len(SUB_COUNTS))
 
