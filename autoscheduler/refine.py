@@ -2,8 +2,9 @@
 (``refine_tiles``: larger tiles; ``refine_kernels``: other shapes and task grids around a reduction
 computed per tile), move the root producers of a root Func into its tasks, together
 (``refine_fusion``), producers into sub-tiles of their stencil consumers (``refine_sites``) and
-into serial outer tiles of hosts computed inside other Funcs (``refine_host_sites``), and re-size
-the sub-tiles producers are computed in (``refine_sub_tiles``).
+into serial outer tiles of hosts computed inside other Funcs (``refine_host_sites``), re-size
+the sub-tiles producers are computed in (``refine_sub_tiles``), and give a microsecond pipeline
+fewer parallel tasks (``refine_tasks``).
 
 Why: the beam decides a consumer's register tile before the Funcs computed inside that tile are
 placed, so it prices the tile by the consumer's own (often cheap, pointwise) stage. A reduction
@@ -56,6 +57,9 @@ FUSION_RECOMPUTE = 1.25  # refine_fusion: the moved Funcs compute at most this x
                         # (1.46x its points) was predicted 16% cheaper and ran 31% slower;
                         # camera_pipe's colour planes per task (1.12x) ran 1.6x faster
 MAX_PADDING = 8 / 7     # Adams2019's tiling rule: at most 1/7 of a tile's points wasted in tails
+TASK_MARGIN = 0.05      # refine_tasks only acts where the tasks' overhead it saves is at least this share
+                        # of the predicted cost: microsecond pipelines (index_sum: 14 tasks, 4 ms of
+                        # overhead per 1000 runs on a predicted 0.7), never millisecond ones
 
 
 def _hosts(state: State) -> set[int]:
@@ -743,3 +747,60 @@ def _apply_all(start: State, decisions: Sequence[Decision],
             return None, scored
         st = best
     return st, scored
+
+
+def refine_tasks(state: State, cost: float, cost_fn: CostFn, deadline: float) -> tuple[float, State, int]:
+    """(cost, state, states scored): ``state`` with coarser task grids where the thread pool's time
+    for the tasks it saves (``features.task_terms``, which the network does not price) outweighs
+    what the network predicts the coarser grid costs, and is at least ``TASK_MARGIN`` of the
+    predicted cost: only pipelines of microseconds, where handing out a task is the work.
+
+    Why: ``index_sum`` (350 x 250 int32, 5-7 us) took rows in 14 tasks, predicted 6% cheaper than
+    2 tasks; the 14 tasks ran 12 us, 2-4 tasks 5 us (Adams2019: 4 tasks, 6-7 us). For every
+    parallel OuterTile of a root stage: each grid of its menu with fewer tasks (still parallel),
+    the rest of the trace replayed (decisions no longer legal re-chosen greedily); the cheapest
+    predicted cost plus overhead wins if below the pick's."""
+    from .features.task_terms import task_overhead
+    space = state.space
+    if not state.is_complete or space.gpu or not math.isfinite(cost) or cost <= 0:
+        return cost, state, 0
+    overhead = task_overhead(state)
+    if overhead < TASK_MARGIN * cost:
+        return cost, state, 0
+    trace = list(state.decisions)
+    found: list[State] = []
+    scored = 0
+    st = State.from_space(space)
+    for k, d in enumerate(trace):
+        if time.perf_counter() > deadline:
+            break
+        if isinstance(d, OuterTile) and d.parallel and (p := st.placement(d.func)) is not None \
+                and p.where == WHERE_ROOT:
+            here = st.apply(d)
+            tasks = _tasks_of(here, d.func, d.stage)
+            for o in st.options():
+                if not (isinstance(o, OuterTile) and _same_slot(o, d) and o.parallel and o != d):
+                    continue
+                branch = st.apply(o)
+                if not 0 < _tasks_of(branch, d.func, d.stage) < tasks:
+                    continue
+                done, n = _apply_all(branch, trace[k + 1:], cost_fn)
+                scored += n
+                if done is not None and done.is_complete:
+                    found.append(done)
+        st = st.apply(d)
+    if not found:
+        return cost, state, scored
+    costs = np.asarray(cost_fn(found), dtype=np.float64)
+    scored += len(found)
+    totals = costs + np.asarray([task_overhead(f) for f in found])
+    totals[~np.isfinite(totals)] = np.inf
+    i = int(np.argmin(totals))
+    if totals[i] < cost + overhead and overhead - task_overhead(found[i]) >= TASK_MARGIN * cost:
+        return float(costs[i]), found[i], scored
+    return cost, state, scored
+
+
+def _tasks_of(state: State, f: int, s: int) -> int:
+    from .features.task_terms import stage_tasks
+    return stage_tasks(state, f, s)

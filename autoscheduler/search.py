@@ -26,7 +26,9 @@ producers of stencils are tried in sub-tiles of their consumers (``refine.refine
 producers computed at the innermost loops of a host that is itself computed inside another Func
 are tried at serial outer tile loops of that host (``refine.refine_host_sites``), and the
 sub-tiles that producers are computed in are re-sized (``refine.refine_sub_tiles``), for the same
-reason: the beam prices a tile or a sub-tiled grid before anything is computed in it.
+reason: the beam prices a tile or a sub-tiled grid before anything is computed in it. Last, a
+pipeline of microseconds gets coarser task grids where the thread pool's time per task, which the
+network does not price, outweighs it (``refine.refine_tasks``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .refine import (refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_sub_tiles,
-                     refine_tiles)
+                     refine_tasks, refine_tiles)
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
@@ -196,6 +198,9 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
     if ranked and opts.refine:
         end = start + REFINE_END * opts.time_budget_s
         beam_s = time.perf_counter() - start
+        # asked for runners-up: the refinements' scored variants join them (see _Recorder)
+        recorder = _Recorder(cost_fn, opts.top_k) if opts.top_k > 1 else None
+        cost_fn = recorder if recorder is not None else cost_fn
         c, s, n = refine_tiles(ranked[0][1], ranked[0][0], cost_fn, end)
         scored += n
         def share_end() -> float:
@@ -218,17 +223,52 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
         scored += n
         c2, s2, n = refine_sub_tiles(s2, c2, cost_fn, share_end())
         scored += n
+        c2, s2, n = refine_tasks(s2, c2, cost_fn, share_end())
+        scored += n
         if s2 is not s:
             c, s, n = refine_tiles(s2, c2, cost_fn, end)
             scored += n
-        if s is not ranked[0][1] and hash(s) not in uniq:
-            ranked.insert(0, (c, s))
+        if s is not ranked[0][1]:
+            # the refined pick first, also when the beam had it lower down (refine_tasks may pick a
+            # state the network alone prices higher)
+            ranked = [(c, s)] + [cs for cs in ranked if hash(cs[1]) != hash(s)]
+        if recorder is not None:
+            known = {hash(st) for _, st in ranked}
+            extra = [cs for cs in recorder.best() if hash(cs[1]) not in known]
+            ranked = ranked[:1] + sorted(ranked[1:] + extra, key=lambda cs: cs[0])
     elapsed = time.perf_counter() - start
     if not ranked:
         fb = fallback_state(initial)
         return SearchResult(fb, float("nan"), [(float("nan"), fb)], scored, elapsed, passes_run, True)
     return SearchResult(ranked[0][1], ranked[0][0], ranked[: max(1, opts.top_k)], scored, elapsed,
                         passes_run)
+
+
+class _Recorder:
+    """The cost function the refinements get when runners-up are asked for (``top_k`` > 1): it
+    keeps the best ``keep`` complete states they score. Why: a refinement turns down variants that
+    are predicted only a little cheaper (or costlier) than the pick, because there the network is
+    least reliable (``refine.KERNEL_MARGIN``, ``FUSION_MARGIN``, ...); those are the states worth
+    measuring, and the beam's own runners-up rarely differ from the pick in its heavy Funcs."""
+
+    def __init__(self, cost_fn: CostFn, keep: int) -> None:
+        self.cost_fn = cost_fn
+        self.keep = max(1, keep)
+        self.seen: dict[int, tuple[float, State]] = {}
+
+    def __call__(self, states: Sequence[State]) -> np.ndarray:
+        costs = np.asarray(self.cost_fn(states), dtype=np.float64)
+        for c, st in zip(costs, states):
+            if st.is_complete and math.isfinite(c):
+                h = hash(st)
+                if h not in self.seen or c < self.seen[h][0]:
+                    self.seen[h] = (float(c), st)
+        if len(self.seen) > 2 * self.keep:
+            self.seen = dict(sorted(self.seen.items(), key=lambda kv: kv[1][0])[: self.keep])
+        return costs
+
+    def best(self) -> list[tuple[float, State]]:
+        return sorted(self.seen.values(), key=lambda cs: cs[0])[: self.keep]
 
 
 def diverse_top_k(ranked: Sequence[tuple[float, State]], k: int, heavy: frozenset[int],
@@ -240,7 +280,7 @@ def diverse_top_k(ranked: Sequence[tuple[float, State]], k: int, heavy: frozense
     wrong about them all alike. Here a state enters only when its decisions on the ``heavy`` Funcs
     (the ones carrying most of the predicted cost) differ from every state chosen before, and its
     predicted cost is within ``max_ratio`` of the best; the remaining places are filled in ranked
-    order. Returned best predicted first."""
+    order. Returned with ``ranked[0]`` (the pick) first, then best predicted first."""
     if k <= 1 or len(ranked) <= 1:
         return list(ranked[: max(1, k)])
     best = ranked[0][0]
@@ -263,7 +303,8 @@ def diverse_top_k(ranked: Sequence[tuple[float, State]], k: int, heavy: frozense
             break
         if i not in taken:
             chosen.append(cs)
-    return sorted(chosen, key=lambda cs: cs[0])
+    # the pick first (refine_tasks may pick a state the network alone prices above runners-up)
+    return chosen[:1] + sorted(chosen[1:], key=lambda cs: cs[0])
 
 
 def _select(group: list[tuple[float, State]], beam: int, pass_index: int, blessed: set[tuple],

@@ -332,3 +332,29 @@ def test_sub_tiled_schedules_compute_the_reference(name):
         run = dataclasses.replace(built, output_shapes=spec.build(**sz).output_shapes)
         out = halide_pipelines.realize(run, inputs, hl.Target(target), pipeline=p)
         assert not _close(out, ref, spec.rtol, spec.atol), f"{name} at {sz}"
+
+
+def test_an_outputs_task_split_stays_guarded_inside_its_constant_tile_schedule():
+    """The constant-tile specialization of an output keeps GuardWithIf on its parallel task split
+    of a non-vector dimension (ShiftInwards would make the last task overlap the one before it, two
+    cores writing the same rows: up to 5x slower, see ``apply._task_split_calls``); the splits inside
+    a task stay ShiftInwards. Correct where the last task is shorter than a register tile, where a
+    tile is wider than the output, and where the output is smaller than a task."""
+    from autoscheduler.state import InnerTile, OuterTile, Place
+    spec = halide_pipelines.get("index_sum")
+    target = fast_target()
+    state = State.initial(_dag("index_sum"), target, 2).apply(Place(0, "root"))
+    width = state.space.vector_width[state.space.node(0).stages[0].id]
+    state = state.apply(InnerTile(0, 0, 0, width, ((0, 2), (1, 6)))).apply(OuterTile(0, 0, ((1, 144),), True))
+    src = schedule_source(state)
+    tiled = src[src.index("_index_sum_tiled = "):].split("\n(index_sum")[0]
+    assert ".split(y, y_o, y_i, 144, hl.TailStrategy.GuardWithIf)" in tiled
+    assert ".split(y_i, y_i, y_u, 6, hl.TailStrategy.ShiftInwards)" in tiled
+    assert re.search(r"\.split\(x, x, x_r, \d+, hl\.TailStrategy\.ShiftInwards\)", tiled)
+    for sz in ({"width": 350, "height": 250}, {"width": 350, "height": 146}, {"width": 37, "height": 150},
+               {"width": 20, "height": 7}):
+        built = spec.build(**sz)
+        p = built.pipeline()
+        apply_state(state, p, src)
+        out = halide_pipelines.realize(built, {}, hl.Target(target), pipeline=p)
+        assert not _close(out, spec.reference({}, **sz), 0, 0), sz
