@@ -30,12 +30,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from .dag import box_points
-from .state import State
+from .features.task_terms import stage_tasks, task_overhead
+from .state import SearchSpace, State
 from .state.state import is_stencil_edge
 from .state.decisions import (LEVEL_INNER, LEVEL_OUTER, LEVEL_PARALLEL, WHERE_AT, WHERE_INLINE, WHERE_ROOT, Decision,
                               IllegalDecisionError, InnerTile, Kernel, Layout, LoopRef, OuterTile, Place, Wrap)
@@ -58,8 +59,8 @@ FUSION_RECOMPUTE = 1.25  # refine_fusion: the moved Funcs compute at most this x
                         # camera_pipe's colour planes per task (1.12x) ran 1.6x faster
 MAX_PADDING = 8 / 7     # Adams2019's tiling rule: at most 1/7 of a tile's points wasted in tails
 TASK_MARGIN = 0.05      # refine_tasks only acts where the tasks' overhead it saves is at least this share
-                        # of the predicted cost: microsecond pipelines (index_sum: 14 tasks, 4 ms of
-                        # overhead per 1000 runs on a predicted 0.7), never millisecond ones
+                        # of the predicted cost: microsecond pipelines (index_sum: 14 tasks, 0.0042 ms
+                        # of overhead on a prediction of 0.0007), never millisecond ones
 
 
 def _hosts(state: State) -> set[int]:
@@ -632,10 +633,7 @@ def refine_kernels(state: State, cost: float, cost_fn: CostFn, deadline: float) 
     parent = {f: at.func for f, at in sites.items()}
     found: list[State] = []
     scored = 0
-    st = State.from_space(space)
-    for k, d in enumerate(trace):
-        if time.perf_counter() > deadline:
-            break
+    for k, d, st in _walk(trace, space, deadline):
         if isinstance(d, InnerTile) and d.stage == 0 and d.vector_dim is not None:
             # a reduction computed per register tile: at the loop right outside the tile
             tile_loop = LoopRef(d.func, 0, LEVEL_INNER, d.vector_dim)
@@ -644,8 +642,18 @@ def refine_kernels(state: State, cost: float, cost_fn: CostFn, deadline: float) 
                 got, n = _kernel_branches(st, trace, k, inside, cost_fn, deadline)
                 found += got
                 scored += n
-        st = st.apply(d)
     return _pick(state, cost, found, cost_fn, scored, KERNEL_MARGIN)
+
+
+def _walk(trace: Sequence[Decision], space: SearchSpace, deadline: float) -> Iterator[tuple[int, Decision, State]]:
+    """(index, decision, the state before it) along ``trace`` replayed from the start of ``space``,
+    until ``deadline`` passes: the loop of the refinements that branch at decisions of a kind."""
+    st = State.from_space(space)
+    for k, d in enumerate(trace):
+        if time.perf_counter() > deadline:
+            return
+        yield k, d, st
+        st = st.apply(d)
 
 
 def _computed_in(f: int, host: int, parent: dict[int, int]) -> bool:
@@ -760,7 +768,6 @@ def refine_tasks(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     parallel OuterTile of a root stage: each grid of its menu with fewer tasks (still parallel),
     the rest of the trace replayed (decisions no longer legal re-chosen greedily); the cheapest
     predicted cost plus overhead wins if below the pick's."""
-    from .features.task_terms import task_overhead
     space = state.space
     if not state.is_complete or space.gpu or not math.isfinite(cost) or cost <= 0:
         return cost, state, 0
@@ -770,25 +777,21 @@ def refine_tasks(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     trace = list(state.decisions)
     found: list[State] = []
     scored = 0
-    st = State.from_space(space)
-    for k, d in enumerate(trace):
-        if time.perf_counter() > deadline:
-            break
+    for k, d, st in _walk(trace, space, deadline):
         if isinstance(d, OuterTile) and d.parallel and (p := st.placement(d.func)) is not None \
                 and p.where == WHERE_ROOT:
             here = st.apply(d)
-            tasks = _tasks_of(here, d.func, d.stage)
+            tasks = stage_tasks(here, d.func, d.stage)
             for o in st.options():
                 if not (isinstance(o, OuterTile) and _same_slot(o, d) and o.parallel and o != d):
                     continue
                 branch = st.apply(o)
-                if not 0 < _tasks_of(branch, d.func, d.stage) < tasks:
+                if not 0 < stage_tasks(branch, d.func, d.stage) < tasks:
                     continue
                 done, n = _apply_all(branch, trace[k + 1:], cost_fn)
                 scored += n
                 if done is not None and done.is_complete:
                     found.append(done)
-        st = st.apply(d)
     if not found:
         return cost, state, scored
     costs = np.asarray(cost_fn(found), dtype=np.float64)
@@ -799,8 +802,3 @@ def refine_tasks(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     if totals[i] < cost + overhead and overhead - task_overhead(found[i]) >= TASK_MARGIN * cost:
         return float(costs[i]), found[i], scored
     return cost, state, scored
-
-
-def _tasks_of(state: State, f: int, s: int) -> int:
-    from .features.task_terms import stage_tasks
-    return stage_tasks(state, f, s)

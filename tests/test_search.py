@@ -40,16 +40,6 @@ def test_searched_schedule_is_legal_and_reproduces_root(name):
     _check(spec, built, sched.pipeline, sizes)
 
 
-@pytest.mark.parametrize("seed", [1, 5, 11, 23])
-def test_random_pipelines_get_correct_schedules(seed):
-    spec = halide_pipelines.get(f"random_{seed}")
-    sizes = spec.sizes(**spec.test_sizes)
-    built = spec.build(**sizes)
-    sched = autoschedule(built.outputs, **SEARCH)
-    sched.apply()
-    _check(spec, built, sched.pipeline, sizes)
-
-
 def test_schedule_searched_at_one_size_runs_at_other_sizes():
     """Searched for the estimates, realized on odd sizes and on sizes smaller than a tile."""
     spec = halide_pipelines.get("blur")
