@@ -16,7 +16,7 @@ Notes on the Halide calls emitted:
   ``Func.bound``: the schedule works at any size, including sizes smaller than a tile. An output's
   pure stage is also specialized for sizes of at least one tile, where its splits are ShiftInwards
   (constant tiles, ``_constant_tiles_condition``) but for its parallel task split of a non-vector
-  dimension, which stays guarded (``_task_split_calls``).
+  dimension, which stays guarded (``_guarded_task_splits``).
 - Non-output Funcs vectorised along a dimension other than their first store that dimension
   innermost (``reorder_storage``), as Adams2019 does, unless a Layout decision says otherwise; a
   Wrap is ``producer.in_(consumer)`` computed at root with its own ``reorder_storage``, emitted
@@ -303,10 +303,10 @@ def schedule_source(state: State, gpu: bool = True) -> str:
                 fast = f"_{h}_tiled"
                 out.append(f"# sizes of at least one tile: constant tiles (ShiftInwards); smaller: guarded")
                 out.append(f"{fast} = {h}.specialize({cond})")
-                guarded = _task_split_calls(state, names, plan)
-                out.extend(_chain(fast, [c if c in guarded else
+                guarded = _guarded_task_splits(state, plan)    # calls start with the splits, in order
+                out.extend(_chain(fast, [c if i in guarded else
                                          c.replace("hl.TailStrategy.GuardWithIf", "hl.TailStrategy.ShiftInwards")
-                                         for c in calls]))
+                                         for i, c in enumerate(calls)]))
             out.extend(_chain(head, calls))
     out.extend(_wrap_source(state, names))
     return "\n".join(out) + "\n"
@@ -384,9 +384,14 @@ def _chain(head: str, calls: list[str]) -> list[str]:
     return [f"({head}"] + [f"    {c}" for c in calls[:-1]] + [f"    {calls[-1]})"]
 
 
-def _task_split_calls(state: State, names: "_Names", plan: StagePlan) -> set[str]:
-    """The ``split`` calls of an output's parallel task loop over a dimension other than the vector
-    one that keep GuardWithIf in the constant-tile specialization.
+TASK_OVERLAP = 0.25
+"""Share of a dimension the last ShiftInwards task recomputes from which an output that hosts other
+Funcs gets its task split guarded anyway (``_guarded_task_splits``)."""
+
+
+def _guarded_task_splits(state: State, plan: StagePlan) -> set[int]:
+    """Indices in ``plan.splits`` of an output's parallel task splits over a dimension other than the
+    vector one that keep GuardWithIf in the constant-tile specialization.
 
     ShiftInwards there makes the last task overlap the one before it: two cores compute and write
     the same rows at once. ``x + y`` over 350 x 250 in tasks of 72 rows ran 25.9 us against 5.0
@@ -409,9 +414,8 @@ def _task_split_calls(state: State, names: "_Names", plan: StagePlan) -> set[str
             into |= {inner, outer}
     vec = plan.loops[0].dim if plan.vectorize is not None else -1
     region = state.region(f)
-    split_calls = [c for c in _stage_calls(state, names, plan) if c.startswith(".split(")]
-    out: set[str] = set()
-    for sp, call in zip(plan.splits, split_calls):
+    out: set[int] = set()
+    for i, sp in enumerate(plan.splits):
         if sp.outer not in into or sp.tail != "GuardWithIf" or sp.old not in node.args:
             continue
         d = node.args.index(sp.old)
@@ -420,13 +424,8 @@ def _task_split_calls(state: State, names: "_Names", plan: StagePlan) -> set[str
         extent = max(1, region[d].extent)
         overlap = -(-extent // sp.factor) * sp.factor - extent
         if not hosts or overlap >= TASK_OVERLAP * extent:
-            out.add(call)
+            out.add(i)
     return out
-
-
-TASK_OVERLAP = 0.25
-"""Share of a dimension the last ShiftInwards task recomputes from which an output that hosts other
-Funcs gets its task split guarded anyway (``_task_split_calls``)."""
 
 
 def _constant_tiles_condition(state: State, names: "_Names", f: int, s: int, plan: StagePlan) -> str:

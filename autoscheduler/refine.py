@@ -780,8 +780,7 @@ def refine_tasks(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     for k, d, st in _walk(trace, space, deadline):
         if isinstance(d, OuterTile) and d.parallel and (p := st.placement(d.func)) is not None \
                 and p.where == WHERE_ROOT:
-            here = st.apply(d)
-            tasks = stage_tasks(here, d.func, d.stage)
+            tasks = stage_tasks(state, d.func, d.stage)     # its plan is fixed once decided
             for o in st.options():
                 if not (isinstance(o, OuterTile) and _same_slot(o, d) and o.parallel and o != d):
                     continue

@@ -337,7 +337,7 @@ def test_sub_tiled_schedules_compute_the_reference(name):
 def test_an_outputs_task_split_stays_guarded_inside_its_constant_tile_schedule():
     """The constant-tile specialization of an output keeps GuardWithIf on its parallel task split
     of a non-vector dimension (ShiftInwards would make the last task overlap the one before it, two
-    cores writing the same rows: up to 5x slower, see ``apply._task_split_calls``); the splits inside
+    cores writing the same rows: up to 5x slower, see ``apply._guarded_task_splits``); the splits inside
     a task stay ShiftInwards. Correct where the last task is shorter than a register tile, where a
     tile is wider than the output, and where the output is smaller than a task."""
     from autoscheduler.state import InnerTile, OuterTile, Place

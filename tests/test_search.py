@@ -176,7 +176,7 @@ def test_benchmark_top_k_retimes_its_finalists_side_by_side(monkeypatch):
     assert [r.statistic for r in sched.measurements] == (again + first[2:])[:n]
 
 
-def test_refinement_variants_are_kept_for_the_top_k_without_changing_the_pick():
+def test_refinement_variants_are_kept_for_the_top_k_without_changing_the_pick(monkeypatch):
     """With ``top_k`` > 1 the refinements' cost function records the complete states they score
     (the variants their margins turn down are the ones worth measuring); the pick is the same."""
     import random
@@ -197,3 +197,18 @@ def test_refinement_variants_are_kept_for_the_top_k_without_changing_the_pick():
     one = autoschedule(built.outputs, beam_size=8, passes=2)
     four = autoschedule(built.outputs, beam_size=8, passes=2, top_k=4)
     assert four.candidates[0].state == one.state
+    # a variant a refinement scored and turned down reaches the runners-up; without top_k it does not
+    from autoscheduler import search
+    from autoscheduler.cost import CostModel
+    variant = random_state(dag, "host", random.Random(99), parallelism=2)
+
+    def turn_down(state, cost, cost_fn, deadline):
+        cost_fn([variant])
+        return cost, state, 1
+
+    monkeypatch.setattr(search, "refine_tasks", turn_down)
+    initial = State.initial(dag, "host", parallelism=2)
+    model = CostModel.load(None, parallelism=2)
+    for k, expect in ((64, True), (1, False)):
+        res = search.beam_search(initial, model.predict, search.SearchOptions(beam_size=4, passes=1, top_k=k))
+        assert (hash(variant) in {hash(s) for _, s in res.candidates}) is expect

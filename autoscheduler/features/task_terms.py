@@ -11,8 +11,9 @@ about 0.3 us per task while tasks are short (a few us of work each), next to not
 has tens of microseconds of work to hide it. The network (Adams2019's weights) does not price it:
 on the bundled ``index_sum`` (350 x 250, ~5 us) it ranked a grid of 14 tasks (12 us) above grids of
 2-4 tasks (5 us). Adding the term to every prediction of the search instead changed the beam's path
-on millisecond pipelines (ae_forward, harris, bwn_conv picks ran 1.8-2x slower) for an overhead
-that is a fraction of a percent there, so only ``refine.refine_tasks`` uses it, where it decides.
+on millisecond pipelines (ae_forward, harris, bwn_conv picks ran 1.7-1.9x slower than the same code
+without it, interleaved) for an overhead that is a fraction of a percent there, so only
+``refine.refine_tasks`` uses it, where it decides.
 """
 
 from __future__ import annotations
