@@ -358,3 +358,46 @@ def test_an_outputs_task_split_stays_guarded_inside_its_constant_tile_schedule()
         apply_state(state, p, src)
         out = halide_pipelines.realize(built, {}, hl.Target(target), pipeline=p)
         assert not _close(out, spec.reference({}, **sz), 0, 0), sz
+
+
+def test_small_producers_inside_tiles_are_stored_on_the_stack(monkeypatch):
+    """A Func computed inside another Func's loops is stored in ``hl.MemoryType.Stack`` when one
+    allocation of it is under ``STACK_BYTES`` (Halide heap-allocates a variable-size buffer once
+    per tile otherwise); Funcs at the root, larger ones and GPU states keep Halide's default; the
+    schedule still computes the reference, at odd sizes too."""
+    import autoscheduler.apply as apply_mod
+    from autoscheduler.features import featurizer_for
+    from autoscheduler.features.loopnest import F_BYTES_AT_REALIZATION
+    spec = halide_pipelines.get("blur")
+    target = fast_target()
+    sizes = spec.sizes(**spec.test_sizes)
+    state = _sub_tiled_state("blur", sizes, target)
+    names = {f: state.space.node(f).name for f in state.space.order}
+    inner = [f for f in state.space.order if state.placement(f).where == "at"]
+    roots = [f for f in state.space.order if state.placement(f).where == "root" and not state.space.node(f).is_output]
+    assert inner, "the sub-tiled state computes a producer inside the output's tiles"
+    src = schedule_source(state)
+    stack_lines = re.findall(r"^(\w+)\.store_in\(hl\.MemoryType\.Stack\)$", src, re.M)
+    assert len(stack_lines) == len(inner)
+    for f in roots:
+        assert f"{names[f]}.store_in" not in src
+    for sz in (sizes, {k: v * 2 // 3 + 1 for k, v in sizes.items()}):
+        inputs = spec.make_inputs(0, **sz)
+        ref = root_outputs(spec, sz, inputs, hl.Target(target))
+        built = spec.build(**sizes)
+        p = built.pipeline()
+        apply_state(state, p, src)
+        run = dataclasses.replace(built, output_shapes=spec.build(**sz).output_shapes)
+        out = halide_pipelines.realize(run, inputs, hl.Target(target), pipeline=p)
+        assert not _close(out, ref, spec.rtol, spec.atol), sz
+    # the threshold is on one allocation's bytes: at exactly that size the Func stays on the heap
+    fz = featurizer_for(state)
+    smallest = min(fz.features(state)[fz.row[(f, 0)], F_BYTES_AT_REALIZATION] for f in inner)
+    assert 0 < smallest < apply_mod.STACK_BYTES
+    monkeypatch.setattr(apply_mod, "STACK_BYTES", smallest)
+    assert len(re.findall(r"MemoryType\.Stack", schedule_source(state))) < len(inner)
+    # GPU states: Funcs inside blocks go to shared memory, inside threads keep Halide's default
+    for seed, level in ((3, "block"), (4, "thread")):
+        cuda = random_state(_dag("blur"), "host-cuda-cuda_capability_80", random.Random(seed))
+        assert cuda.placement(inner[0]).at.level == level
+        assert "MemoryType.Stack" not in schedule_source(cuda)
