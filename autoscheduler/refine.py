@@ -3,8 +3,8 @@
 computed per tile), move the root producers of a root Func into its tasks, together
 (``refine_fusion``), producers into sub-tiles of their stencil consumers (``refine_sites``) and
 into serial outer tiles of hosts computed inside other Funcs (``refine_host_sites``), re-size
-the sub-tiles producers are computed in (``refine_sub_tiles``), and give a microsecond pipeline
-fewer parallel tasks (``refine_tasks``).
+the sub-tiles producers are computed in (``refine_sub_tiles``), give a microsecond pipeline
+fewer parallel tasks (``refine_tasks``), and even out the pick's parallel tasks (``refine_balance``).
 
 Why: the beam decides a consumer's register tile before the Funcs computed inside that tile are
 placed, so it prices the tile by the consumer's own (often cheap, pointwise) stage. A reduction
@@ -58,6 +58,8 @@ FUSION_RECOMPUTE = 1.25  # refine_fusion: the moved Funcs compute at most this x
                         # (1.46x its points) was predicted 16% cheaper and ran 31% slower;
                         # camera_pipe's colour planes per task (1.12x) ran 1.6x faster
 MAX_PADDING = 8 / 7     # Adams2019's tiling rule: at most 1/7 of a tile's points wasted in tails
+BALANCE_TOLERANCE = 0.02  # refine_balance keeps even tasks predicted at most this much costlier (the
+                          # network does not see that the slowest task sets the time)
 TASK_MARGIN = 0.05      # refine_tasks only acts where the tasks' overhead it saves is at least this share
                         # of the predicted cost: microsecond pipelines (index_sum: 14 tasks, 0.0042 ms
                         # of overhead on a prediction of 0.0007), never millisecond ones
@@ -801,3 +803,48 @@ def refine_tasks(state: State, cost: float, cost_fn: CostFn, deadline: float) ->
     if totals[i] < cost + overhead and overhead - task_overhead(found[i]) >= TASK_MARGIN * cost:
         return float(costs[i]), found[i], scored
     return cost, state, scored
+
+
+def refine_balance(state: State, cost: float, cost_fn: CostFn, deadline: float) -> tuple[float, State, int]:
+    """(cost, state, states scored): ``state`` with every parallel task grid of a root stage cut
+    into tasks as even as whole register tiles allow (``State.balanced_grid``: the same number of
+    tasks, each a little shorter), kept unless predicted more than ``BALANCE_TOLERANCE`` costlier.
+
+    Why: the menu's task sizes (powers of two, divisors) leave the last task short, and on a few
+    tasks per core the longest one sets the time: ae_forward's first layer took 48 x 3 rows per
+    task over 256 rows, tasks of 144 and 112 rows on two cores; 43 x 3 makes them 129 and 127. The
+    network prices the work of all tasks (less padding: a little cheaper), not the slowest one. The
+    same grids offered in the beam's menu instead changed its path on other workloads (stencil_chain
+    1.27x slower, a pick predicted costlier than before), so they are applied to the pick only,
+    decisions that no longer fit re-chosen greedily (``_apply_all``)."""
+    space = state.space
+    if not state.is_complete or space.gpu or not math.isfinite(cost) or cost <= 0:
+        return cost, state, 0
+    trace = list(state.decisions)
+    st = State.from_space(space)
+    changed = False
+    for k, d in enumerate(trace):
+        if time.perf_counter() > deadline:
+            return cost, state, 0
+        e = st.balanced_grid(d) if isinstance(d, OuterTile) else None
+        if e is not None:
+            try:
+                st = st.apply(e)
+                changed = True
+                continue
+            except IllegalDecisionError:
+                pass
+        try:
+            st = st.apply(d)
+        except IllegalDecisionError:
+            done, n = _apply_all(st, trace[k:], cost_fn)
+            if done is None or not done.is_complete:
+                return cost, state, n
+            st = done
+            break
+    if not changed or not st.is_complete:
+        return cost, state, 0
+    c = float(np.asarray(cost_fn([st]), dtype=np.float64)[0])
+    if math.isfinite(c) and c <= cost * (1 + BALANCE_TOLERANCE):
+        return c, st, 1
+    return cost, state, 1

@@ -28,7 +28,8 @@ are tried at serial outer tile loops of that host (``refine.refine_host_sites``)
 sub-tiles that producers are computed in are re-sized (``refine.refine_sub_tiles``), for the same
 reason: the beam prices a tile or a sub-tiled grid before anything is computed in it. Last, a
 pipeline of microseconds gets coarser task grids where the thread pool's time per task, which the
-network does not price, outweighs it (``refine.refine_tasks``).
+network does not price, outweighs it (``refine.refine_tasks``), and the pick's task grids are
+evened out (``refine.refine_balance``: as many tasks, the last no longer short).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .refine import (refine_fusion, refine_host_sites, refine_kernels, refine_sites, refine_sub_tiles,
-                     refine_tasks, refine_tiles)
+from .refine import (refine_balance, refine_fusion, refine_host_sites, refine_kernels, refine_sites,
+                     refine_sub_tiles, refine_tasks, refine_tiles)
 from .state import State
 from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 
@@ -228,6 +229,9 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
         if s2 is not s:
             c, s, n = refine_tiles(s2, c2, cost_fn, end)
             scored += n
+        # last, the pick's task grids evened out (the network prices all tasks' work, not the slowest)
+        c, s, n = refine_balance(s, c, cost_fn, end)
+        scored += n
         if s is not ranked[0][1]:
             # the refined pick first, also when the beam had it lower down (refine_tasks may pick a
             # state the network alone prices higher)

@@ -81,7 +81,7 @@ from .decisions import Layout, Wrap
 from . import layout as layout_rules
 from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
                    StagePlan, base_names, plan_rfactor, plan_stage)
-from .tilings import SUB_COUNTS, inner_options, outer_options, sub_options, two_row_kernels
+from .tilings import SUB_COUNTS, balanced_count, inner_options, outer_options, sub_options, two_row_kernels
 from .cpu_rfactor import cpu_rfactor_options, plan_cpu_rfactor
 
 FORMAT = "autoscheduler.state/1"
@@ -1049,6 +1049,23 @@ class State:
         grids = [d.tiles for d in outer_options(f, s, dims, extents, reg, True, self.space.parallelism)
                  if d.parallel and d.tiles]
         return sub_options(f, s, dims, extents, reg, grids, n_grids=len(grids), n_max=n_max, strips=True)
+
+    def balanced_grid(self, d: OuterTile) -> Optional[OuterTile]:
+        """At ``d``'s slot, a root stage's parallel task grid ``d`` (without sub-tiles) with each
+        task as few register tiles long as still makes as many tasks (``tilings.balanced_count``),
+        when that differs from ``d``; else None. For ``refine.refine_balance``."""
+        at = self._root_outer_slot(d.func, d.stage)
+        if at is None or not d.parallel or not d.tiles or d.sub:
+            return None
+        _, extents, reg = at
+        tiles = []
+        for dim, t in d.tiles:
+            r = reg.get(dim, 1)
+            if t % r:
+                return None
+            tiles.append((dim, balanced_count(-(-extents[dim] // r), t // r) * r))
+        out = replace(d, tiles=tuple(tiles))
+        return None if out == d else out
 
     def sub_size_options(self, f: int, s: int, grid: Sequence[tuple[int, int]]) -> list[OuterTile]:
         """At ``f``'s outer slot (``s``): the task grid ``grid`` with every sub-tile size of the

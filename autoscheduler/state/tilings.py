@@ -110,6 +110,12 @@ def two_row_kernels(func: int, stage: int, dims: Sequence[int], extents: dict[in
     return out
 
 
+def balanced_count(units: int, k: int) -> int:
+    """The fewest register tiles per tile that still cut ``units`` register tiles into as many
+    tiles as ``k`` per tile does (``refine.refine_balance``: even parallel tasks)."""
+    return _ceil_div(units, _ceil_div(units, k))
+
+
 def outer_options(func: int, stage: int, dims: Sequence[int], extents: dict[int, int],
                   reg: dict[int, int], parallel_root: bool, parallelism: int,
                   sub: bool = False, task_factor: int = MAX_TASK_FACTOR) -> list[OuterTile]:
