@@ -52,6 +52,7 @@ from typing import Any, Optional
 
 import halide as hl
 
+from .dag import box_points
 from .errors import ScheduleError
 from .ir import strip_suffix
 from .loop_nest import loop_nest
@@ -74,19 +75,23 @@ on the stack and reuses one buffer for a variable size (Halide's pseudostack: it
 shrinks within a call, and moves to the heap past 16 KB in total)."""
 
 
+def allocation_bytes(state: State, f: int) -> int:
+    """Bytes of one allocation of Func ``f`` computed at a loop: the region one realization
+    computes (``State.region``, what ``State.shared_bytes`` sums for GPU blocks), or with a
+    ``store_at`` the region needed per iteration of the storage loop."""
+    p = state.placement(f)
+    assert p is not None and p.at is not None
+    box = state.region(f) if p.store_at is None else state.required_at(f, p.store_at)
+    return box_points(box) * state.space.node(f).bytes_per_point
+
+
 def stack_funcs(state: State) -> set[int]:
     """The Funcs of a CPU state to store in ``hl.MemoryType.Stack``: computed inside another
-    Func's loops, with one allocation (the largest, interior tile: the featurizer's
-    ``bytes_at_realization`` of the pure stage) under ``STACK_BYTES``."""
-    space = state.space
-    inner = [f for f in space.order if (p := state.placement(f)) is not None and p.where == WHERE_AT]
-    if space.gpu or not inner:
+    Func's loops, with one allocation under ``STACK_BYTES``."""
+    if state.space.gpu:
         return set()
-    from .features import featurizer_for
-    from .features.loopnest import F_BYTES_AT_REALIZATION
-    fz = featurizer_for(state)
-    feats = fz.features(state)
-    return {f for f in inner if feats[fz.row[(f, 0)], F_BYTES_AT_REALIZATION] < STACK_BYTES}
+    return {f for f in state.space.order if (p := state.placement(f)) is not None and p.where == WHERE_AT
+            and allocation_bytes(state, f) < STACK_BYTES}
 
 
 def _ident(name: str) -> str:

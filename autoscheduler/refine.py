@@ -735,15 +735,24 @@ def _copy_tile(e: Decision, old: InnerTile, new: InnerTile, inside: set[int]) ->
     return e
 
 
-def _apply_all(start: State, decisions: Sequence[Decision],
-               cost_fn: Optional[CostFn]) -> tuple[Optional[State], int]:
+def _apply_all(start: State, decisions: Sequence[Decision], cost_fn: Optional[CostFn],
+               rewrite: Optional[Callable[[State, Decision], Optional[Decision]]] = None
+               ) -> tuple[Optional[State], int]:
     """``decisions`` applied in order; one that is illegal there re-chosen greedily among the options
     of its kind and slot (optional layouts dropped), or, without ``cost_fn``, the end: (None, 0).
+    ``rewrite(state, decision)`` may offer a replacement, applied instead where legal.
     (state, states scored); None when nothing fits."""
     st, scored = start, 0
     for e in decisions:
         if st.is_complete:
             break
+        r = rewrite(st, e) if rewrite is not None else None
+        if r is not None:
+            try:
+                st = st.apply(r)
+                continue
+            except IllegalDecisionError:
+                pass
         try:
             st = st.apply(e)
             continue
@@ -820,34 +829,14 @@ def refine_balance(state: State, cost: float, cost_fn: CostFn, deadline: float) 
     1.27x slower, a pick predicted costlier than before), so they are applied to the pick only,
     decisions that no longer fit re-chosen greedily (``_apply_all``)."""
     space = state.space
-    if not state.is_complete or space.gpu or not math.isfinite(cost) or cost <= 0:
+    if not state.is_complete or space.gpu or not math.isfinite(cost) or cost <= 0 \
+            or time.perf_counter() > deadline:
         return cost, state, 0
-    trace = list(state.decisions)
-    st = State.from_space(space)
-    changed = False
-    scored = 0
-    for k, d in enumerate(trace):
-        if time.perf_counter() > deadline:
-            return cost, state, scored
-        e = st.balanced_grid(d) if isinstance(d, OuterTile) else None
-        if e is not None:
-            try:
-                st = st.apply(e)
-                changed = True
-                continue
-            except IllegalDecisionError:
-                pass
-        try:
-            st = st.apply(d)
-        except IllegalDecisionError:
-            done, scored = _apply_all(st, trace[k:], cost_fn)
-            if done is None or not done.is_complete:
-                return cost, state, scored
-            st = done
-            break
-    if not changed or not st.is_complete:
+    done, scored = _apply_all(State.from_space(space), state.decisions, cost_fn,
+                              rewrite=lambda st, d: st.balanced_grid(d) if isinstance(d, OuterTile) else None)
+    if done is None or not done.is_complete or done.decisions == state.decisions:
         return cost, state, scored
-    c = float(np.asarray(cost_fn([st]), dtype=np.float64)[0])
+    c = float(np.asarray(cost_fn([done]), dtype=np.float64)[0])
     if math.isfinite(c) and c <= cost * (1 + BALANCE_TOLERANCE):
-        return c, st, scored + 1
+        return c, done, scored + 1
     return cost, state, scored + 1

@@ -366,8 +366,6 @@ def test_small_producers_inside_tiles_are_stored_on_the_stack(monkeypatch):
     per tile otherwise); Funcs at the root, larger ones and GPU states keep Halide's default; the
     schedule still computes the reference, at odd sizes too."""
     import autoscheduler.apply as apply_mod
-    from autoscheduler.features import featurizer_for
-    from autoscheduler.features.loopnest import F_BYTES_AT_REALIZATION
     spec = halide_pipelines.get("blur")
     target = fast_target()
     sizes = spec.sizes(**spec.test_sizes)
@@ -391,8 +389,7 @@ def test_small_producers_inside_tiles_are_stored_on_the_stack(monkeypatch):
         out = halide_pipelines.realize(run, inputs, hl.Target(target), pipeline=p)
         assert not _close(out, ref, spec.rtol, spec.atol), sz
     # the threshold is on one allocation's bytes: at exactly that size the Func stays on the heap
-    fz = featurizer_for(state)
-    smallest = min(fz.features(state)[fz.row[(f, 0)], F_BYTES_AT_REALIZATION] for f in inner)
+    smallest = min(apply_mod.allocation_bytes(state, f) for f in inner)
     assert 0 < smallest < apply_mod.STACK_BYTES
     monkeypatch.setattr(apply_mod, "STACK_BYTES", smallest)
     assert len(re.findall(r"MemoryType\.Stack", schedule_source(state))) < len(inner)
