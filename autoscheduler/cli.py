@@ -142,6 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"# schedule written to {args.emit}")
     if args.print_loop_nest:
         print(nest, end="")
+    if timing is None and gpu and args.repeats > 0 and spec is not None and source is not None:
+        from .measure import cuda_available
+        if cuda_available():
+            timing = _time_on_gpu(spec.name, sizes, source, str(target), args.repeats)
     if timing is not None:
         info.update(timing)
         print(f"# compile {timing['compile_s']:.2f} s; run min {timing['min_ms']:.3f} ms, "
@@ -165,6 +169,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_on_gpu(name: str, sizes: dict[str, int], source: str, target: str, repeats: int) -> dict[str, float]:
+    """Time a CUDA schedule through the measurement layer (an isolated worker, inputs on the
+    device, output checked against the CPU's compute_root); a failure is a one-line error."""
+    from .measure import Candidate, MeasureOptions, measure_batch
+    opts = MeasureOptions(n_samples=repeats, min_sample_s=0.05, progress=False, max_consecutive_errors=0,
+                          memory_limit_mb=None, build_workers=1)
+    r = measure_batch([Candidate(name, dict(sizes), source, target=target)], opts)[0]
+    if not r.ok or r.statistic is None:
+        raise ToolkitError(f"the schedule failed on the GPU: {r.code.name}: {r.message.splitlines()[0] if r.message else ''}")
+    return {"compile_s": float(r.build_s or 0.0), "min_ms": r.statistic * 1e3,
+            "median_ms": sorted(r.samples)[len(r.samples) // 2] * 1e3}
+
+
 def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, spec: Any,
                          sizes: dict[str, int], info: dict[str, Any]) -> str:
     from .api import autoschedule, measure_candidates
@@ -183,9 +200,10 @@ def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, s
           f"predicted cost {sched.predicted_cost:.4g}")
     if args.benchmark_top <= 1:
         return sched.candidates[0].source
-    if target.has_gpu_feature():
-        print("# --benchmark-top: nothing measured (CUDA schedules are measured by `autoschedule tune` on a "
-              "GPU machine)")
+    from .measure import cuda_available
+    if target.has_gpu_feature() and not cuda_available():
+        print("# --benchmark-top: nothing measured (this machine has no CUDA GPU; CUDA schedules are "
+              "measured on a GPU machine)")
         return sched.candidates[0].source
     from .tune.task import task_for
     task = task_for(spec if spec is not None else pipeline, str(target), sizes=sizes if spec is not None else None)

@@ -27,6 +27,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     names = tuple(n for item in (args.names or []) for n in item.split(",") if n)
     if args.pipelines < 0 or args.schedules_per_pipeline < 1:
         raise ToolkitError("--pipelines must be >= 0 and --schedules-per-pipeline >= 1")
+    if args.prepared:
+        from .collect import collect_prepared
+        opts = CollectOptions(target=args.target, measure=measure_options(args, builds_per_phase=args.builds_per_phase))
+        report = collect_prepared(args.prepared, opts, args.db, deadline_s=args.deadline,
+                                  log=None if args.quiet else print)
+        print(report.line())
+        return 0
+    if args.prepare and not (args.pipelines or names):
+        raise ToolkitError("--prepare FILE draws schedules of --pipelines N and/or --names; give one")
     if not (args.pipelines or names or args.remeasure or args.export or args.export_halide):
         raise ToolkitError("nothing to do: give --pipelines N (and/or --names) to collect, --remeasure FILE, "
                            "or --export / --export-halide to write the data set")
@@ -36,6 +45,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.remeasure and Path(args.remeasure).resolve() == Path(args.db).resolve():
         raise ToolkitError(f"--remeasure {args.remeasure} is the database being written (--db); re-measure "
                            "into another database")
+    if args.prepare:
+        from .collect import prepare_candidates
+        opts = CollectOptions(pipelines=args.pipelines, schedules_per_pipeline=args.schedules_per_pipeline,
+                              seed_start=args.seed_start, names=names, small=args.small, target=args.target,
+                              beam_fraction=args.beam_fraction, weights=args.weights,
+                              search_time_budget_s=args.search_time_budget)
+        n = prepare_candidates(opts, args.prepare, log=None if args.quiet else print)
+        print(f"wrote {n} schedule(s) to {args.prepare}; measure them with `autoschedule collect --prepared "
+              f"{args.prepare} --target ...` on the machine they are for")
+        return 0
     if args.pipelines or names or args.remeasure:
         opts = CollectOptions(pipelines=args.pipelines, schedules_per_pipeline=args.schedules_per_pipeline,
                               seed_start=args.seed_start, names=names, small=args.small, target=args.target,
@@ -214,6 +233,11 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--search-time-budget", type=float, default=20.0)
     sp.add_argument("--remeasure", metavar="FILE", help="measure again the successful schedules of this data "
                     "set (export or database) instead of drawing new ones; --names / --pipelines narrow it")
+    sp.add_argument("--prepare", metavar="FILE", help="draw the schedules here and write them to FILE "
+                    "(JSON lines) instead of measuring: for a CUDA target, on a machine without a GPU")
+    sp.add_argument("--prepared", metavar="FILE", help="measure the schedules of a --prepare FILE for --target")
+    sp.add_argument("--deadline", type=float, default=None, metavar="S",
+                    help="with --prepared: start no pipeline after S seconds")
     add_measure_arguments(sp, n_samples=3, min_sample_s=0.02, build_timeout=60.0, run_timeout=20.0)
     sp.add_argument("--builds-per-phase", type=int, default=2, help="schedules each build worker compiles "
                     "before a timing phase")

@@ -16,6 +16,11 @@ included, is committed as it arrives (``Records.add``). A record holds what repr
 pipeline name and sizes, decision trace, target, device, thread count (the search's parallelism),
 all timing samples; features are recomputed from it when training (``cost_model.dataset``).
 
+CUDA targets: the GPU machine is lent briefly, so the schedules are drawn on a CPU machine
+(``prepare_candidates``: the search needs only a ``host-cuda`` target and the analytic GPU cost) and
+written as JSON lines (pipeline, sizes, trace, Python source, predicted cost); ``collect_prepared``
+measures such a file on the GPU, pipeline by pipeline until a deadline, into the same database.
+
 Exports: ``export_samples`` writes the compact data set to commit (JSON lines, gzip);
 ``export_halide_samples`` writes Halide's ``.sample`` files (featurization floats, runtime in ms,
 pipeline id, schedule id) that ``adams2019_retrain_cost_model`` reads.
@@ -38,7 +43,7 @@ import numpy as np
 
 from .errors import ToolkitError
 from .measure import (Candidate, LocalExecutor, MeasureAbortedError, MeasureOptions, MeasureResult,
-                      device_fingerprint, measure_batch)
+                      cuda_available, device_fingerprint, measure_batch)
 from .records import Records, pipeline_hash
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "db" / "samples.sqlite"
@@ -70,6 +75,10 @@ class CollectOptions:
     max_redraws: int = 4
     measure: MeasureOptions = field(default_factory=lambda: MeasureOptions(max_consecutive_errors=0))
     remeasure: str | None = None
+
+    @property
+    def cuda(self) -> bool:
+        return "cuda" in self.target.split("-")
 
     def pipeline_names(self) -> list[str]:
         return [f"random_{s}" for s in range(self.seed_start, self.seed_start + self.pipelines)] + list(self.names)
@@ -144,6 +153,22 @@ class ModelCost:
         return np.asarray(out.detach().double().numpy(), dtype=np.float64)
 
 
+def search_parallelism(target: str, threads: int) -> int:
+    """The search's parallelism: the worker's threads on a CPU, the modelled GPU's SMs on CUDA."""
+    if "cuda" in target.split("-"):
+        from .state.gpu import GPU_DEFAULT_SMS
+        return GPU_DEFAULT_SMS
+    return threads
+
+
+def search_cost(target: str, weights: str | None, parallelism: int) -> Callable[[Sequence[Any]], np.ndarray]:
+    """What guides the dropout searches: the saved CPU model, or on CUDA the GPU cost the search uses."""
+    if "cuda" in target.split("-"):
+        from .features.gpu import GpuAnalyticCost
+        return GpuAnalyticCost(parallelism).cost_fn()
+    return ModelCost(weights, parallelism)
+
+
 def generate_states(name: str, initial: Any, k: int, cost: Callable[[Sequence[Any]], np.ndarray],
                     opts: CollectOptions) -> list[tuple[Any, float | None, str]]:
     """K distinct complete states of one pipeline: (state, predicted cost, origin), deterministic."""
@@ -185,13 +210,15 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
     say = log or (lambda s: None)
     start = time.perf_counter()
     target = str(parse_target(opts.target))
-    if "cuda" in target.split("-"):
-        raise ToolkitError("collect searches CPU schedules only; use a CPU target such as 'host'")
+    if "cuda" in target.split("-") and not cuda_available():
+        raise ToolkitError(f"target '{opts.target}' needs a CUDA GPU to measure on and this machine has none: "
+                           "draw the schedules here with --prepare FILE, then run `autoschedule collect "
+                           "--prepared FILE` on the GPU machine")
     device = device_fingerprint(target)
-    parallelism = opts.measure.threads
+    parallelism = search_parallelism(target, opts.measure.threads)
     report = CollectReport()
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    cost = ModelCost(opts.weights, parallelism)
+    cost = search_cost(target, opts.weights, parallelism)
     own = executor is None
     ex = executor if executor is not None else LocalExecutor()
     try:
@@ -216,7 +243,7 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
     return report
 
 
-def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: ModelCost, target: str,
+def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: Any, target: str,
                  device: str, parallelism: int) -> PipelineReport:
     import halide_pipelines
     from .dag import FunctionDAG
@@ -308,7 +335,7 @@ def _remeasure_groups(opts: CollectOptions) -> list[tuple[str, dict[str, int], l
 
 
 def _remeasure_one(name: str, sizes: dict[str, int], traces: list[list[Any]], opts: CollectOptions,
-                   db: Records, ex: Any, cost: ModelCost, target: str, device: str,
+                   db: Records, ex: Any, cost: Any, target: str, device: str,
                    parallelism: int) -> PipelineReport:
     import halide_pipelines
     from .dag import FunctionDAG
@@ -332,6 +359,139 @@ def _remeasure_one(name: str, sizes: dict[str, int], traces: list[list[Any]], op
     _measure_states(pr, name, sizes, states, predicted, opts, db, ex, target, device)
     pr.elapsed_s = time.perf_counter() - t0
     return pr
+
+
+# ------------------------------------------------------------------- drawn here, measured elsewhere
+
+PREPARED_FORMAT = "halide-toolkit-prepared"
+
+
+def prepare_candidates(opts: CollectOptions, out: str | os.PathLike[str], *,
+                       log: Callable[[str], None] | None = None) -> int:
+    """Draw ``opts``' schedules here (no device needed) and write them to ``out`` (JSON lines, gzip
+    when the name ends in .gz): one header line, then per schedule its pipeline, sizes, decision
+    trace, Python source, predicted cost and origin. Returns the number of schedules written."""
+    import gzip
+    import halide_pipelines
+    from .apply import schedule_source
+    from .baselines import parse_target
+    from .dag import FunctionDAG
+    from .state import State
+    from cost_model.train import torch_threads
+    say = log or (lambda s: None)
+    target = str(parse_target(opts.target))
+    parallelism = search_parallelism(target, opts.measure.threads)
+    cost = search_cost(target, opts.weights, parallelism)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    n = 0
+    with opener(path, "wt") as f:
+        f.write(json.dumps({"format": PREPARED_FORMAT, "version": 1, "target": target,
+                            "parallelism": parallelism}) + "\n")
+        for name in opts.pipeline_names():
+            t0 = time.perf_counter()
+            try:
+                spec = halide_pipelines.get(name)
+                sizes = spec.sizes(**spec.test_sizes) if opts.small else spec.sizes()
+                dag = FunctionDAG.from_pipeline(spec.build(**sizes).pipeline())
+                with torch_threads(1):
+                    states = generate_states(name, State.initial(dag, target, parallelism),
+                                             opts.schedules_per_pipeline, cost, opts)
+            except (ToolkitError, ValueError, KeyError, RuntimeError) as e:
+                warnings.warn(f"collect --prepare: {name}: {type(e).__name__}: {e}", stacklevel=2)
+                continue
+            for state, predicted, origin in states:
+                f.write(json.dumps({"pipeline": name, "sizes": dict(sizes),
+                                    "trace": [d.to_dict() for d in state.decisions],
+                                    "source": str(schedule_source(state)), "predicted_cost": predicted,
+                                    "origin": origin}) + "\n")
+                n += 1
+            say(f"{name} {dict(sizes)}: {len(states)} schedule(s) drawn in {time.perf_counter() - t0:.1f} s")
+    return n
+
+
+def read_prepared(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The schedules of a ``prepare_candidates`` file; a file of another kind is a one-line error."""
+    import gzip
+    p = Path(path)
+    if not p.exists():
+        raise ToolkitError(f"{path}: no such file; write one with `autoschedule collect --prepare {path}`")
+    opener: Any = gzip.open if p.suffix == ".gz" else open
+    try:
+        with opener(p, "rt") as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError, EOFError) as e:
+        raise ToolkitError(f"{path}: not a prepared-schedules file ({type(e).__name__}: {e})") from None
+    if not lines or lines[0].get("format") != PREPARED_FORMAT:
+        raise ToolkitError(f"{path}: not a prepared-schedules file (its first line should name format "
+                           f"'{PREPARED_FORMAT}'); write one with `autoschedule collect --prepare`")
+    return lines[1:]
+
+
+def collect_prepared(source: str | os.PathLike[str], opts: CollectOptions,
+                     db_path: str | os.PathLike[str] = DEFAULT_DB, *, deadline_s: float | None = None,
+                     executor: Any = None, log: Callable[[str], None] | None = None) -> CollectReport:
+    """Measure a ``prepare_candidates`` file on this machine for ``opts.target``, pipeline by
+    pipeline, into the database; no pipeline is started after ``deadline_s``. Resumable like
+    ``collect``: schedules the database holds for this target and device are skipped."""
+    from .baselines import parse_target
+    say = log or (lambda s: None)
+    start = time.perf_counter()
+    rows = read_prepared(source)
+    target = str(parse_target(opts.target))
+    if "cuda" in target.split("-") and not cuda_available():
+        raise ToolkitError(f"target '{opts.target}' needs a CUDA GPU and this machine has none: run "
+                           "`autoschedule collect --prepared` on the GPU machine")
+    device = device_fingerprint(target)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["pipeline"], json.dumps(r["sizes"], sort_keys=True)), []).append(r)
+    report = CollectReport()
+    own = executor is None
+    ex = executor if executor is not None else LocalExecutor()
+    try:
+        with Records(db_path) as db:
+            for (name, _), group in groups.items():
+                if deadline_s is not None and time.perf_counter() - start > deadline_s:
+                    say(f"deadline {deadline_s:.0f} s reached: {name} and later pipelines not measured")
+                    break
+                t0 = time.perf_counter()
+                sizes = {k: int(v) for k, v in group[0]["sizes"].items()}
+                pr = PipelineReport(name, sizes, generated=len(group))
+                cands: list[Candidate] = []
+                ph: str | None = None
+                for r in group:
+                    cand = Candidate(name, dict(sizes), r["source"], target, r["trace"], r.get("predicted_cost"))
+                    ph = ph or pipeline_hash(cand)
+                    if db.has_measured(ph, target, device, trace=r["trace"]):
+                        pr.skipped += 1
+                    else:
+                        cands.append(cand)
+                results: list[MeasureResult] = []
+
+                def on_result(i: int, r: MeasureResult) -> None:
+                    db.add(r, pipeline_hash_=ph)
+                    results.append(r)
+                if cands:
+                    try:
+                        measure_batch(cands, opts.measure, executor=ex, on_result=on_result)
+                    except MeasureAbortedError as e:
+                        pr.error = str(e)
+                pr.measured = len(results)
+                ok = [r.statistic for r in results if r.statistic is not None]
+                pr.ok = len(ok)
+                pr.best_ms = min(ok) * 1e3 if ok else None
+                pr.elapsed_s = time.perf_counter() - t0
+                report.pipelines.append(pr)
+                best = f", best {pr.best_ms:.3f} ms" if pr.best_ms is not None else ""
+                say(f"{name}: {pr.measured} measured ({pr.ok} OK), {pr.skipped} skipped{best}; "
+                    f"{pr.elapsed_s:.1f} s")
+    finally:
+        if own:
+            ex.close()
+    report.elapsed_s = time.perf_counter() - start
+    return report
 
 
 # ---------------------------------------------------------------------------------------- exports
@@ -369,4 +529,5 @@ def export_halide_samples(source: str | os.PathLike[str], out_dir: str | os.Path
 
 
 __all__ = ["CollectOptions", "CollectReport", "PipelineReport", "collect", "generate_states", "ModelCost",
+           "prepare_candidates", "read_prepared", "collect_prepared", "search_cost", "search_parallelism",
            "export_samples", "export_halide_samples", "is_searched", "DEFAULT_DB"]

@@ -148,20 +148,10 @@ def gpu_present() -> bool:
 
 def measure_target() -> str:
     """host-cuda with the device's compute capability (Halide 21 knows up to 8.6; newer GPUs run
-    the 8.6 PTX, JIT-compiled by the driver)."""
-    cap = None
-    try:
-        import torch
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability()
-            cap = major * 10 + minor
-    except Exception:
-        cap = None
-    known = (30, 32, 35, 50, 61, 70, 75, 80, 86)
-    if cap is None:
-        return "host-cuda"
-    best = max((k for k in known if k <= cap), default=None)
-    return f"host-cuda-cuda_capability_{best}" if best else "host-cuda"
+    the 8.6 PTX, JIT-compiled by the driver). Read from nvidia-smi: no CUDA context in this process
+    before the measurement workers start."""
+    from autoscheduler.measure import cuda_target
+    return cuda_target()
 
 
 def torch_gpu_row(spec: Any, sizes: dict[str, int], inputs: dict[str, Any], n_samples: int = 5,
@@ -238,7 +228,9 @@ def run_workload(name: str, entry: dict[str, Any], target: str, top: int, n_samp
         else:
             rows[b] = {"error": v.get("error", "no schedule"), "search_s": v.get("search_s")}
     opts = MeasureOptions(n_samples=n_samples, min_sample_s=0.02, progress=False, max_consecutive_errors=0,
-                          build_timeout_s=300.0, run_timeout_s=120.0)
+                          build_timeout_s=300.0, run_timeout_s=120.0, memory_limit_mb=None,
+                          build_workers=max(1, min(len(cands), (os.cpu_count() or 2) - 2)),
+                          builds_per_phase=4)
     results = measure_batch(cands, opts)
     per: dict[str, dict[str, Any]] = {}
     for label, r in zip(labels, results):

@@ -526,6 +526,8 @@ def test_searched_cuda_schedules_run_correctly_on_the_gpu(name):
     spec = halide_pipelines.get(name)
     sizes = spec.sizes(**spec.test_sizes)
     built = spec.build(**sizes)
+    from autoscheduler.measure import preload_libcuda
+    preload_libcuda()
     sched = autoschedule(built.outputs, "host-cuda", beam_size=4, passes=1)
     sched.apply()
     inputs = spec.make_inputs(0, **sizes)

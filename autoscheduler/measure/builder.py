@@ -21,6 +21,7 @@ from halide_pipelines.spec import aligned, output_buffers
 
 from .. import schedules
 from .candidate import Candidate
+from .device import preload_libcuda
 
 
 @dataclass
@@ -178,6 +179,7 @@ def compile_candidate(c: Candidate, w: Workload, source: str, target: str) -> Co
     t = hl.Target(target)
     cuda = c.is_cuda and target != reference_target()
     if cuda:
+        preload_libcuda()
         w.bind()
         w.pipeline.compile_jit(t)
         fn = None

@@ -59,6 +59,45 @@ def cuda_available() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def preload_libcuda() -> str | None:
+    """Load the CUDA driver library into this process with global symbols, so Halide's CUDA runtime
+    finds its entry points: the runtime looks for the symbols in the process first, then opens
+    ``libcuda.so``, the unversioned development name, which driver installs in containers often lack
+    (they ship ``libcuda.so.1``). Returns the name loaded, or None when there is no driver."""
+    import ctypes
+    for name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            return name
+        except OSError:
+            continue
+    return None
+
+
+# CUDA capabilities Halide 21's targets name; a newer GPU runs the newest one's PTX, JIT-compiled by
+# the driver (PTX is forward compatible).
+HALIDE_CUDA_CAPABILITIES = (30, 32, 35, 50, 61, 70, 75, 80, 86)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_target(base: str = "host-cuda") -> str:
+    """``base`` plus the newest Halide CUDA capability the first GPU supports (from nvidia-smi,
+    without creating a CUDA context in this process); ``base`` alone when none can be read."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return base
+    try:
+        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout.split()
+        major, minor = out[0].split(".")
+        cap = int(major) * 10 + int(minor)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return base
+    best = max((k for k in HALIDE_CUDA_CAPABILITIES if k <= cap), default=None)
+    return f"{base}-cuda_capability_{best}" if best else base
+
+
+@functools.lru_cache(maxsize=None)
 def device_fingerprint(target: str = "host") -> str:
     """Canonical JSON naming the hardware a candidate for ``target`` runs on."""
     model, isa = _cpu()
