@@ -124,9 +124,6 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     pipeline = as_pipeline(outputs)
     t = target if isinstance(target, hl.Target) else parse_target(target)
     gpu = bool(t.has_gpu_feature())
-    if gpu and weights is not None:
-        raise ToolkitError(f"weights '{weights}' are for CPU features; no learned GPU cost model ships yet, so "
-                           "CUDA targets are searched with the analytic GPU cost: drop weights=")
     dag = FunctionDAG.from_pipeline(pipeline)
     initial = State.initial(dag, t, parallelism)
     if db is not None:
@@ -136,8 +133,7 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
             return _from_history(pipeline, t, hit)
     model: Any
     if gpu:
-        from .features.gpu import GpuAnalyticCost
-        model = GpuAnalyticCost(initial.space.parallelism)
+        model = gpu_cost(weights, initial.space.parallelism)
     else:
         model = CostModel.load(weights, parallelism=initial.space.parallelism)
     cost_fn = model.cost_fn(dag)
@@ -154,6 +150,20 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
         result.candidates = diverse_top_k(result.candidates, top_k, heavy_funcs(dag, stage_costs))
     cands = [Candidate(c, s, str(schedule_source(s))) for c, s in result.candidates]
     return Schedule(pipeline, t, result.best, result.cost, cands, result, stage_costs)
+
+
+def gpu_cost(weights: Optional[str], parallelism: int) -> Any:
+    """The search's cost on CUDA targets: the analytic roofline (the default: the learned GPU model
+    did not rank held-out schedules better, see cost_model/weights/gpu_ours.json), or a saved
+    GpuNet (``weights``, e.g. cost_model/weights/gpu_ours.pt); CPU weights are a one-line error."""
+    from .features.gpu import GpuAnalyticCost
+    if weights is None:
+        return GpuAnalyticCost(parallelism)
+    from cost_model.gpu_model import GpuModelCost, load_gpu_model
+    if str(weights).endswith(".weights"):
+        raise ToolkitError(f"weights '{weights}' are Halide's CPU weights; CUDA targets take GPU weights "
+                           "(cost_model/weights/gpu_ours.pt) or none (the analytic GPU cost)")
+    return GpuModelCost(load_gpu_model(weights), parallelism, str(weights))
 
 
 def benchmark_top_k(what: Any, k: int = 8, target: str | hl.Target | None = None, *,

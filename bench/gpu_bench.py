@@ -50,17 +50,132 @@ PYLIB = ("flatbuffers", "tqdm", "pytest", "_pytest", "pluggy", "iniconfig", "pac
 
 # ------------------------------------------------------------------------------------------ prepare
 
+def alternatives(best: Any, cost: Any, n: int, budget_s: float, per_option: int = 6) -> list[tuple[float, Any, str]]:
+    """Schedules that differ from ``best`` in one decision and are completed by a short search:
+    for each decision of ``best``'s trace (the output's first), up to ``per_option`` of the other
+    options at that point (evenly spaced over the menu). Why: the top-k of one beam are near copies
+    of each other (conv_layer's 16 best predicted all kept the accumulator in shared memory), and a
+    GPU measurement is what should decide between the structures the roofline prices apart.
+    Returns (predicted, state, origin), at most ``n``, one per alternative, first decisions first."""
+    from autoscheduler.search import SearchOptions, beam_search
+    from autoscheduler.state import State
+    t0 = time.perf_counter()
+    out: list[tuple[float, Any, str]] = []
+    seen = {best.decisions}
+    s = State.from_space(best.space)
+    for k, d in enumerate(best.decisions):
+        if len(out) >= n or time.perf_counter() - t0 > budget_s:
+            break
+        opts = [o for o in s.options() if o != d]
+        if len(opts) > per_option:
+            step = len(opts) / per_option
+            opts = [opts[int(i * step)] for i in range(per_option)]
+        for o in opts:
+            if len(out) >= n or time.perf_counter() - t0 > budget_s:
+                break
+            try:
+                r = beam_search(s.apply(o), cost, SearchOptions(beam_size=4, passes=1, time_budget_s=3.0))
+            except Exception:
+                continue
+            if r.best.decisions not in seen and math.isfinite(r.cost):
+                seen.add(r.best.decisions)
+                out.append((float(r.cost), r.best, f"decision {k}: {o}"))
+        s = s.apply(d)
+    return out
+
+
+def _nearest(d: Any, options: list[Any]) -> Any:
+    """``d`` if it is still an option, else the option of its kind closest to it (tile sizes
+    compared in log space), else None."""
+    if d in options:
+        return d
+    same = [o for o in options if type(o) is type(d)]
+    if not same:
+        return None
+    tiles = dict(getattr(d, "tiles", ()) or ())
+
+    def dist(o: Any) -> float:
+        ot = dict(getattr(o, "tiles", ()) or ())
+        return sum(abs(math.log(ot.get(k, 1)) - math.log(tiles.get(k, 1))) for k in set(ot) | set(tiles)) \
+            + (0.0 if getattr(o, "parallel", None) == getattr(d, "parallel", None) else 10.0)
+    return min(same, key=dist)
+
+
+def placement_pairs(best: Any, cost: Any, n: int, budget_s: float, per_option: int = 6) -> list[tuple[float, Any, str]]:
+    """Two-decision alternatives of ``best``: the first producer computed at each other level of its
+    consumer (block, thread, inner, root), crossed with each of up to ``per_option`` register tiles
+    of that consumer, each completed by a short search. Why: a producer moved into the consumer's
+    threads (a reduction's accumulators in registers) pays off only with a larger per-thread tile,
+    a pair of decisions that one-decision alternatives never reach."""
+    from autoscheduler.search import SearchOptions, beam_search
+    from autoscheduler.state import State
+    from autoscheduler.state.decisions import InnerTile, Place
+    t0 = time.perf_counter()
+    trace = list(best.decisions)
+    place_k = next((k for k, d in enumerate(trace) if k > 0 and isinstance(d, Place)), None)
+    if place_k is None:
+        return []
+    consumer = trace[place_k].at.func if trace[place_k].at is not None else None
+    inner_k = max((k for k in range(place_k) if isinstance(trace[k], InnerTile)
+                   and (consumer is None or trace[k].func == consumer)), default=None)
+    if inner_k is None:
+        return []
+    base = State.from_space(best.space)
+    for d in trace[:inner_k]:
+        base = base.apply(d)
+    inners = base.options()
+    if len(inners) > per_option:
+        step = len(inners) / per_option
+        inners = [inners[int(i * step)] for i in range(per_option)]
+    out: list[tuple[float, Any, str]] = []
+    seen = {best.decisions}
+    for inner in inners:
+        s = base.apply(inner)
+        for d in trace[inner_k + 1:place_k]:
+            near = _nearest(d, s.options())
+            if near is None:
+                break
+            s = s.apply(near)
+        else:
+            for place in s.options():
+                if len(out) >= n or time.perf_counter() - t0 > budget_s:
+                    return out
+                try:
+                    r = beam_search(s.apply(place), cost, SearchOptions(beam_size=4, passes=1, time_budget_s=3.0))
+                except Exception:
+                    continue
+                if r.best.decisions not in seen and math.isfinite(r.cost):
+                    seen.add(r.best.decisions)
+                    out.append((float(r.cost), r.best, f"pair: {inner} + {place}"))
+    return out
+
+
 def _our_candidates(spec: Any, sizes: dict[str, int], top: int, beam: int, passes: int,
-                    budget: float) -> dict[str, Any]:
+                    budget: float, diverse: int = 0) -> dict[str, Any]:
+    """Our search's ``top`` best predicted (the first is "ours", predict only), then ``diverse``
+    one-decision alternatives of the best (``alternatives``): the candidates "ours_tuned" measures."""
     from autoscheduler.api import autoschedule
+    from autoscheduler.apply import schedule_source
+    from autoscheduler.features.gpu import GpuAnalyticCost
     built = spec.build(**sizes)
     t0 = time.perf_counter()
     sched = autoschedule(built.outputs, SEARCH_TARGET, beam_size=beam, passes=passes, top_k=max(1, top),
                          time_budget_s=budget)
     search_s = time.perf_counter() - t0
-    return {"search_s": search_s, "states_scored": sched.search.states_scored,
-            "candidates": [{"predicted_cost": c.predicted_cost, "source": c.source,
-                            "state": json.loads(c.state.to_json())} for c in sched.candidates]}
+    cands = [{"predicted_cost": c.predicted_cost, "source": c.source, "origin": f"top {i}",
+              "state": json.loads(c.state.to_json())} for i, c in enumerate(sched.candidates)]
+    if diverse > 0:
+        best = sched.candidates[0].state
+        cost = GpuAnalyticCost(best.space.parallelism).cost_fn()
+        seen = {c.state.decisions for c in sched.candidates}
+        found = placement_pairs(best, cost, diverse // 2, budget_s=45.0)
+        found += alternatives(best, cost, diverse - len(found), budget_s=60.0)
+        for pred, st, origin in found:
+            if st.decisions not in seen:
+                seen.add(st.decisions)
+                cands.append({"predicted_cost": pred, "source": str(schedule_source(st)), "origin": origin,
+                              "state": json.loads(st.to_json())})
+    return {"search_s": search_s, "states_scored": sched.search.states_scored, "candidates": cands}
 
 
 def _baseline(spec: Any, sizes: dict[str, int], name: str, timeout: float) -> dict[str, Any]:
@@ -123,8 +238,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         spec = halide_pipelines.get(name)
         sizes = spec.sizes(**(spec.test_sizes if args.small else {}))
         entry: dict[str, Any] = {"sizes": sizes, "ours": _our_candidates(spec, sizes, args.top, args.beam,
-                                                                        args.passes, args.time_budget)}
-        entry["baselines"] = {b: _baseline(spec, sizes, b, args.search_timeout) for b in BASELINES}
+                                                                        args.passes, args.time_budget,
+                                                                        args.diverse)}
+        entry["baselines"] = ({} if args.no_baselines else
+                              {b: _baseline(spec, sizes, b, args.search_timeout) for b in BASELINES})
         out["workloads"][name] = entry
         base = " ".join(f"{b}={v['search_s']:.1f}s" if "search_s" in v else f"{b}=ERR"
                         for b, v in entry["baselines"].items())
@@ -352,6 +469,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--only", default="")
     p.add_argument("--small", action="store_true", help="the workloads' test sizes (smoke test)")
     p.add_argument("--top", type=int, default=4, help="candidates of ours to measure on the GPU")
+    p.add_argument("--diverse", type=int, default=0, help="also this many one-decision alternatives of our "
+                   "best (measured for ours_tuned)")
+    p.add_argument("--no-baselines", action="store_true", help="skip Halide's autoschedulers")
     p.add_argument("--beam", type=int, default=32)
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--time-budget", type=float, default=60.0, help="our search's time budget per workload")

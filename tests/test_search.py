@@ -81,8 +81,8 @@ def test_empty_pipeline_and_cpu_weights_on_cuda_are_clear_errors():
     with pytest.raises(ToolkitError, match="empty pipeline"):
         autoschedule([])
     spec = halide_pipelines.get("blur")
-    # CUDA targets are searched (tests/test_cuda_states.py) with the analytic GPU cost, not CPU weights
-    with pytest.raises(ToolkitError, match="CUDA targets are searched with the analytic GPU cost") as info:
+    # CUDA targets are searched (tests/test_cuda_states.py) with the GPU cost, never with CPU weights
+    with pytest.raises(ToolkitError, match="CPU weights; CUDA targets take GPU weights") as info:
         autoschedule(spec.build(**spec.test_sizes).outputs, "host-cuda", weights="baseline.weights")
     assert "\n" not in str(info.value)
 

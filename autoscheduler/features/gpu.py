@@ -756,8 +756,13 @@ class GpuAnalyticCost:
         self.parallelism = parallelism
         self.source = "analytic GPU roofline (autoscheduler.features.gpu.GpuAnalyticCost)"
 
-    def stage_cost_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Cost (ms) of each feature row (any leading shape)."""
+    TERMS = ("compute", "dram", "l2", "shared", "serial", "launch")
+    """The roofline's per-stage terms (ms), in the order ``stage_terms`` returns them."""
+
+    def stage_terms(self, rows: np.ndarray) -> np.ndarray:
+        """The terms of each feature row (any leading shape) -> [..., 6] ms, zero for unscheduled
+        stages; ``combine_terms`` makes the cost of them. Kept apart so that a learned model can
+        rescale each term (``cost_model.gpu_model``)."""
         r = np.asarray(rows, dtype=np.float64)
 
         def c(name: str) -> np.ndarray:
@@ -772,15 +777,26 @@ class GpuAnalyticCost:
                 * np.clip(c("wave_efficiency"), 1e-3, 1.0) * launched * occ)
         compute = c("ops_total") / (sms * FP32_LANES_PER_SM * CLOCK_HZ * util)
         shared_bw = sms * SHARED_BYTES_PER_SM_CYCLE * CLOCK_HZ
-        memory = (c("global_footprint_bytes") / DRAM_BYTES_PER_S
-                  + (c("global_load_transactions") + c("global_store_transactions")) * SECTOR / L2_BYTES_PER_S
-                  + (c("shared_load_bytes") * c("shared_bank_conflict") + c("shared_store_bytes")) / shared_bw) / occ
+        dram = c("global_footprint_bytes") / DRAM_BYTES_PER_S / occ
+        l2 = (c("global_load_transactions") + c("global_store_transactions")) * SECTOR / L2_BYTES_PER_S / occ
+        shared = (c("shared_load_bytes") * c("shared_bank_conflict") + c("shared_store_bytes")) / shared_bw / occ
         per_point_loads = c("global_loads") / np.maximum(c("points_computed"), 1.0)
         resident = np.maximum(c("active_warps_per_sm"), 1.0)
         serial = c("points_per_thread") * (np.maximum(c("ops_per_point"), 1.0)
                                            + per_point_loads * GLOBAL_LATENCY_CYCLES / resident) / CLOCK_HZ
-        total = np.maximum(np.maximum(compute, memory), serial) + c("num_kernels") * LAUNCH_S
-        return total * 1e3 * scheduled
+        launch = c("num_kernels") * LAUNCH_S
+        return np.stack([compute, dram, l2, shared, serial, launch], axis=-1) * (1e3 * scheduled)[..., None]
+
+    @staticmethod
+    def combine_terms(terms: np.ndarray) -> np.ndarray:
+        """max(compute, memory, serial) + launches, per stage (ms)."""
+        t = np.asarray(terms, dtype=np.float64)
+        memory = t[..., 1] + t[..., 2] + t[..., 3]
+        return np.maximum(np.maximum(t[..., 0], memory), t[..., 4]) + t[..., 5]
+
+    def stage_cost_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Cost (ms) of each feature row (any leading shape)."""
+        return self.combine_terms(self.stage_terms(rows))
 
     def predict(self, states: Sequence[State]) -> np.ndarray:
         if not states:

@@ -39,7 +39,7 @@ On GPU targets (``target.has_gpu_feature()``, see ``gpu.py`` for the menus and l
   (``gpu_single_thread``); tiles without ``parallel`` would run on the host and are rejected;
 - a Func is computed at a consumer's innermost block loop (block level, shared memory: its stages
   spread their tiles over the block's threads, ``parallel=True``, at least one thread loop, the
-  kernel's threads within MAX_THREADS, the block's shared allocations within SHARED_MEMORY_LIMIT) or
+  kernel's threads within MAX_THREADS, the block's shared allocations within SHARED_MEMORY_BUDGET) or
   at its innermost thread loop or a serial loop inside the threads (thread level: serial loops
   only, registers / local memory); never at an outer block or thread loop (Halide rejects Funcs
   between block loops), never a sliding window;
@@ -690,9 +690,9 @@ class State:
                     return (f"at block level a Func is computed by the block's threads, and stage {st.name} "
                             "has no pure loop of extent >= 2 there")
             used = self.shared_bytes(site, nbytes)
-            if used > gpu_rules.SHARED_MEMORY_LIMIT:
+            if used > gpu_rules.SHARED_MEMORY_BUDGET:
                 return (f"the block's shared memory would hold {used} bytes > "
-                        f"{gpu_rules.SHARED_MEMORY_LIMIT} (SHARED_MEMORY_LIMIT)")
+                        f"{gpu_rules.SHARED_MEMORY_BUDGET} (SHARED_MEMORY_BUDGET)")
         elif nbytes > gpu_rules.LOCAL_MEMORY_LIMIT:
             return f"each thread would allocate {nbytes} bytes > {gpu_rules.LOCAL_MEMORY_LIMIT} of local memory"
         return ""

@@ -13,9 +13,11 @@ after a kill continues from the round in progress with the fine-tuned weights of
 round, and measures nothing twice.
 
 CUDA targets (``host-cuda``): the search runs in the GPU search space with the analytic GPU cost
-(``features.gpu.GpuAnalyticCost``; no learned GPU weights ship, so ``weights`` must be None and
-fine-tuning is skipped: each round line says so). With a CUDA device to time on, everything else is
-as on the CPU (records, resume, no re-measuring, the interleaved re-timing of the best two). Without
+(``features.gpu.GpuAnalyticCost``), or a saved GPU model (``weights``: a ``cost_model.gpu_model``
+GpuNet). Fine-tuning there refits the six term scales of the GPU cost (compute, DRAM, L2, shared,
+serial latency, launches) on this pipeline's measurements after each round, kept when it orders
+them better than the cost it replaces; it is not saved (it is refitted from the database on
+resume). With a CUDA device to time on, everything else is as on the CPU (records, resume, no re-measuring, the interleaved re-timing of the best two). Without
 one (the local executor on a machine where ``measure.cuda_available()`` is False, or an executor that
 raises DeviceUnavailableError before measuring anything), ``tune`` still proposes what round 1 would
 (the full beam search, the dropout variants and the random share, through ``propose``), stores
@@ -51,7 +53,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_REPLAY = REPO_ROOT / "data" / "samples_small_tiny.jsonl.gz"
 EXECUTORS = ("local", "ray")
 NO_CUDA_DEVICE = "nothing was measured: no CUDA device on this machine"
-GPU_NO_FINETUNE = "analytic GPU cost, no weights to fine-tune"
+GPU_NO_FINETUNE = "GPU cost not refitted: fewer than 4 schedules measured"
+MIN_GPU_FIT = 4
 PARENTS = 4   # the fastest measured schedules a round mutates
 
 
@@ -140,7 +143,7 @@ class RoundStats:
     ``predicted_pairwise``: pairwise ordering accuracy of the model's predictions on this round's
     measurements (made before measuring); ``pairwise_before`` / ``pairwise_after``: on every
     measurement of this pipeline, before and after this round's fine-tuning; ``finetune_skipped``:
-    why no fine-tuning ran (CUDA targets: the analytic GPU cost has no weights), else None."""
+    why no fine-tuning ran (CUDA targets: too few schedules measured to refit the GPU cost), else None."""
 
     round: int
     proposed: int = 0
@@ -287,8 +290,8 @@ def tune(what: Any, target: str | Any | None = None, *, db: str | os.PathLike[st
         raise ToolkitError(f"tune searches CPU and CUDA schedules only, not '{t}'; use a CPU target such as "
                            "'host' or a CUDA one such as 'host-cuda'")
     if cuda and opts.weights:
-        raise ToolkitError(f"weights '{opts.weights}' are for CPU features; CUDA targets are searched with the "
-                           "analytic GPU cost (no learned GPU cost model ships yet): drop --weights")
+        from ..api import gpu_cost
+        gpu_cost(str(opts.weights), 1)  # CPU weights or a bad file: a one-line error before anything runs
     with Records(db) as records:  # a bad path or a corrupt file fails here, before anything is written
         task = task_for(what, str(t), sizes=sizes, small=small)
         if cuda and (executor in (None, "local") or isinstance(executor, LocalExecutor)) and not cuda_available():
@@ -356,9 +359,11 @@ class _Tuner:
         self.kernel_terms = False
         self.cost_fn: Callable[[Sequence[Any]], np.ndarray]
         start_weights = str(opts.weights) if opts.weights else ""
+        self.gpu_model: Any = None  # CUDA: the GpuNet in use (None: the analytic roofline)
         if self.cuda:
-            from ..features.gpu import GpuAnalyticCost
-            gpu_cost = GpuAnalyticCost(self.space.parallelism)
+            from ..api import gpu_cost as make_gpu_cost
+            gpu_cost = make_gpu_cost(str(opts.weights) if opts.weights else None, self.space.parallelism)
+            self.gpu_model = getattr(gpu_cost, "model", None)
             self.cost_fn = gpu_cost.cost_fn(task.dag)
             start_weights = gpu_cost.source
         elif not start_weights:
@@ -449,6 +454,8 @@ class _Tuner:
             self.say(f"# resuming {self.task.name}: {prog.rounds_done} round(s) done"
                      + (f", round {prog.round_started + 1} in progress" if prog.round_started is not None else "")
                      + f"; progress in {self.store.dir}")
+            if self.cuda:
+                self.refit_gpu(self.rows())  # the refitted GPU cost is not saved: refit it from the records
         bar = tqdm(total=opts.rounds, initial=min(prog.rounds_done, opts.rounds), desc="tune", unit="round",
                    disable=not opts.progress, leave=False)
         stopped = ""
@@ -522,7 +529,14 @@ class _Tuner:
         stats.predicted_pairwise = _pairwise(ok_pred, ok_meas)
         saved = None
         if self.cuda:
-            stats.finetune_skipped = GPU_NO_FINETUNE
+            t1 = time.perf_counter()
+            fit = self.refit_gpu(rows)
+            if fit is None:
+                stats.finetune_skipped = GPU_NO_FINETUNE
+            else:
+                stats.pairwise_before, stats.pairwise_after = fit
+            stats.train_s = time.perf_counter() - t1
+            self.spent(TimeSplit(train_s=stats.train_s))
         else:
             t1 = time.perf_counter()
             stats.pairwise_before, stats.pairwise_after, saved = self.finetune(r, rows)
@@ -546,6 +560,40 @@ class _Tuner:
         return stats
 
     # ------------------------------------------------------------------ the model
+    def refit_gpu(self, rows: Sequence[Record]) -> tuple[float | None, float | None] | None:
+        """CUDA: refit the GPU cost's six term scales on this pipeline's measurements (the fastest
+        time of each schedule); the refit replaces the search's cost when it orders the measured
+        schedules at least as well. Why only the scales: a few dozen schedules of one pipeline
+        calibrate a handful of hardware constants, not a network. Returns the pairwise accuracy
+        (before, after), or None with fewer than MIN_GPU_FIT schedules measured."""
+        from cost_model.gpu_model import GpuModelCost, GpuTrainOptions, gpu_pipeline_data, predict_gpu, train_gpu
+
+        from ..features.gpu import GpuAnalyticCost
+        fastest: dict[str, tuple[float, list[Any]]] = {}
+        for r in rows:
+            if r.ok and r.statistic is not None and r.trace is not None:
+                h = trace_hash(r.trace)
+                if h not in fastest or r.statistic < fastest[h][0]:
+                    fastest[h] = (r.statistic, r.trace)
+        if len(fastest) < MIN_GPU_FIT:
+            return None
+        keys = sorted(fastest)
+        data = gpu_pipeline_data(self.space, self.task.name, self.ph, [fastest[h][1] for h in keys],
+                                 [fastest[h][0] * 1e3 for h in keys], dict(self.task.sizes))
+        if data is None or data.num_schedules < MIN_GPU_FIT:
+            return None
+        current = (GpuAnalyticCost.combine_terms(data.terms).sum(-1) if self.gpu_model is None
+                   else predict_gpu(self.gpu_model, data))
+        before = _pairwise(current, data.runtimes_ms)
+        model, _ = train_gpu([data], (), GpuTrainOptions(hidden=0, epochs=150, lr=1e-2, weight_decay=0.05,
+                                                          patience=30, seed=self.opts.seed))
+        after = _pairwise(predict_gpu(model, data), data.runtimes_ms)
+        if after is not None and (before is None or after >= before):
+            self.gpu_model = model
+            self.cost_fn = GpuModelCost(model, self.space.parallelism, "GPU cost refitted on this pipeline") \
+                .cost_fn(self.task.dag)
+        return before, after
+
     def model_threads(self) -> contextlib.AbstractContextManager[Any]:
         """One torch thread while the learned model scores states (the analytic GPU cost needs none)."""
         if self.cuda:
