@@ -154,8 +154,9 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
 
 def gpu_cost(weights: Optional[str], parallelism: int) -> Any:
     """The search's cost on CUDA targets: the analytic roofline (the default: the learned GPU model
-    did not rank held-out schedules better, see cost_model/weights/gpu_ours.json), or a saved
-    GpuNet (``weights``, e.g. cost_model/weights/gpu_ours.pt); CPU weights are a one-line error."""
+    picked worse than it on held-out random pipelines and on the bundled workloads' measured
+    candidates, see cost_model/weights/gpu_ours.json), or a saved GpuNet (``weights``, e.g.
+    cost_model/weights/gpu_ours.pt); CPU weights are a one-line error."""
     from .features.gpu import GpuAnalyticCost
     if weights is None:
         return GpuAnalyticCost(parallelism)

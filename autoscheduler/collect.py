@@ -35,7 +35,7 @@ import random
 import struct
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -75,6 +75,8 @@ class CollectOptions:
     max_redraws: int = 4
     measure: MeasureOptions = field(default_factory=lambda: MeasureOptions(max_consecutive_errors=0))
     remeasure: str | None = None
+    prepared: str | None = None
+    deadline_s: float | None = None
 
     @property
     def cuda(self) -> bool:
@@ -211,9 +213,10 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
     start = time.perf_counter()
     target = str(parse_target(opts.target))
     if "cuda" in target.split("-") and not cuda_available():
-        raise ToolkitError(f"target '{opts.target}' needs a CUDA GPU to measure on and this machine has none: "
-                           "draw the schedules here with --prepare FILE, then run `autoschedule collect "
-                           "--prepared FILE` on the GPU machine")
+        then = (f"run `autoschedule collect --prepared {opts.prepared}` on the GPU machine" if opts.prepared else
+                "draw the schedules here with --prepare FILE, then run `autoschedule collect --prepared FILE` "
+                "on the GPU machine")
+        raise ToolkitError(f"target '{opts.target}' needs a CUDA GPU to measure on and this machine has none: {then}")
     device = device_fingerprint(target)
     parallelism = search_parallelism(target, opts.measure.threads)
     report = CollectReport()
@@ -224,7 +227,9 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
     try:
         with Records(db_path) as db:
             reports: Iterator[PipelineReport]
-            if opts.remeasure is not None:
+            if opts.prepared is not None:
+                reports = _prepared_reports(opts, db, ex, target, device, start, say)
+            elif opts.remeasure is not None:
                 reports = (_remeasure_one(name, sizes, traces, opts, db, ex, cost, target, device, parallelism)
                            for name, sizes, traces in _remeasure_groups(opts))
             else:
@@ -232,15 +237,19 @@ def collect(opts: CollectOptions, db_path: str | os.PathLike[str] = DEFAULT_DB, 
                            for name in opts.pipeline_names())
             for pr in reports:
                 report.pipelines.append(pr)
-                best = f", best {pr.best_ms:.3f} ms" if pr.best_ms is not None else ""
-                err = f" ERROR: {pr.error}" if pr.error else ""
-                say(f"{pr.name} {pr.sizes}: {pr.measured} measured ({pr.ok} OK), {pr.skipped} skipped{best}; "
-                    f"search {pr.generate_s:.1f} s, total {pr.elapsed_s:.1f} s{err}")
+                say(_report_line(pr))
     finally:
         if own:
             ex.close()
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+def _report_line(pr: PipelineReport) -> str:
+    best = f", best {pr.best_ms:.3f} ms" if pr.best_ms is not None else ""
+    err = f" ERROR: {pr.error}" if pr.error else ""
+    return (f"{pr.name} {pr.sizes}: {pr.measured} measured ({pr.ok} OK), {pr.skipped} skipped{best}; "
+            f"search {pr.generate_s:.1f} s, total {pr.elapsed_s:.1f} s{err}")
 
 
 def _collect_one(name: str, opts: CollectOptions, db: Records, ex: Any, cost: Any, target: str,
@@ -281,12 +290,19 @@ def _measure_states(pr: PipelineReport, name: str, sizes: dict[str, int], states
                     target: str, device: str) -> None:
     """Measure the states the database lacks (by trace or by source) and store every result."""
     from .apply import schedule_source
-    pr.generated = len(states)
+    _measure_schedules(pr, name, sizes, [(str(schedule_source(st)), [d.to_dict() for d in st.decisions], p)
+                                         for st, p in zip(states, predicted)], opts, db, ex, target, device)
+
+
+def _measure_schedules(pr: PipelineReport, name: str, sizes: dict[str, int],
+                       schedules: Sequence[tuple[str, list[Any], float | None]], opts: CollectOptions,
+                       db: Records, ex: Any, target: str, device: str) -> None:
+    """Measure the (source, trace, predicted cost) schedules the database lacks (by trace or by
+    source) and store every result; counts go into ``pr``."""
+    pr.generated = len(schedules)
     cands: list[Candidate] = []
     ph: str | None = None
-    for state, pred in zip(states, predicted):
-        trace = [d.to_dict() for d in state.decisions]
-        source = str(schedule_source(state))
+    for source, trace, pred in schedules:
         cand = Candidate(name, dict(sizes), source, target, trace, pred)
         if ph is None:
             ph = pipeline_hash(cand)
@@ -435,63 +451,28 @@ def collect_prepared(source: str | os.PathLike[str], opts: CollectOptions,
     """Measure a ``prepare_candidates`` file on this machine for ``opts.target``, pipeline by
     pipeline, into the database; no pipeline is started after ``deadline_s``. Resumable like
     ``collect``: schedules the database holds for this target and device are skipped."""
-    from .baselines import parse_target
-    say = log or (lambda s: None)
-    start = time.perf_counter()
-    rows = read_prepared(source)
-    target = str(parse_target(opts.target))
-    if "cuda" in target.split("-") and not cuda_available():
-        raise ToolkitError(f"target '{opts.target}' needs a CUDA GPU and this machine has none: run "
-                           "`autoschedule collect --prepared` on the GPU machine")
-    device = device_fingerprint(target)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["pipeline"], json.dumps(r["sizes"], sort_keys=True)), []).append(r)
-    report = CollectReport()
-    own = executor is None
-    ex = executor if executor is not None else LocalExecutor()
-    try:
-        with Records(db_path) as db:
-            for (name, _), group in groups.items():
-                if deadline_s is not None and time.perf_counter() - start > deadline_s:
-                    say(f"deadline {deadline_s:.0f} s reached: {name} and later pipelines not measured")
-                    break
-                t0 = time.perf_counter()
-                sizes = {k: int(v) for k, v in group[0]["sizes"].items()}
-                pr = PipelineReport(name, sizes, generated=len(group))
-                cands: list[Candidate] = []
-                ph: str | None = None
-                for r in group:
-                    cand = Candidate(name, dict(sizes), r["source"], target, r["trace"], r.get("predicted_cost"))
-                    ph = ph or pipeline_hash(cand)
-                    if db.has_measured(ph, target, device, trace=r["trace"]):
-                        pr.skipped += 1
-                    else:
-                        cands.append(cand)
-                results: list[MeasureResult] = []
+    read_prepared(source)  # a missing or foreign file: a one-line error before anything starts
+    return collect(replace(opts, prepared=str(source), deadline_s=deadline_s), db_path, executor=executor, log=log)
 
-                def on_result(i: int, r: MeasureResult) -> None:
-                    db.add(r, pipeline_hash_=ph)
-                    results.append(r)
-                if cands:
-                    try:
-                        measure_batch(cands, opts.measure, executor=ex, on_result=on_result)
-                    except MeasureAbortedError as e:
-                        pr.error = str(e)
-                pr.measured = len(results)
-                ok = [r.statistic for r in results if r.statistic is not None]
-                pr.ok = len(ok)
-                pr.best_ms = min(ok) * 1e3 if ok else None
-                pr.elapsed_s = time.perf_counter() - t0
-                report.pipelines.append(pr)
-                best = f", best {pr.best_ms:.3f} ms" if pr.best_ms is not None else ""
-                say(f"{name}: {pr.measured} measured ({pr.ok} OK), {pr.skipped} skipped{best}; "
-                    f"{pr.elapsed_s:.1f} s")
-    finally:
-        if own:
-            ex.close()
-    report.elapsed_s = time.perf_counter() - start
-    return report
+
+def _prepared_reports(opts: CollectOptions, db: Records, ex: Any, target: str, device: str, start: float,
+                      say: Callable[[str], None]) -> Iterator[PipelineReport]:
+    """One report per pipeline of ``opts.prepared``, measured in file order until the deadline."""
+    assert opts.prepared is not None
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in read_prepared(opts.prepared):
+        groups.setdefault((r["pipeline"], json.dumps(r["sizes"], sort_keys=True)), []).append(r)
+    for (name, _), group in groups.items():
+        if opts.deadline_s is not None and time.perf_counter() - start > opts.deadline_s:
+            say(f"deadline {opts.deadline_s:.0f} s reached: {name} and later pipelines not measured")
+            return
+        t0 = time.perf_counter()
+        sizes = {k: int(v) for k, v in group[0]["sizes"].items()}
+        pr = PipelineReport(name, sizes)
+        _measure_schedules(pr, name, sizes, [(r["source"], r["trace"], r.get("predicted_cost")) for r in group],
+                           opts, db, ex, target, device)
+        pr.elapsed_s = time.perf_counter() - t0
+        yield pr
 
 
 # ---------------------------------------------------------------------------------------- exports

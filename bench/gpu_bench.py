@@ -57,7 +57,6 @@ def alternatives(best: Any, cost: Any, n: int, budget_s: float, per_option: int 
     of each other (conv_layer's 16 best predicted all kept the accumulator in shared memory), and a
     GPU measurement is what should decide between the structures the roofline prices apart.
     Returns (predicted, state, origin), at most ``n``, one per alternative, first decisions first."""
-    from autoscheduler.search import SearchOptions, beam_search
     from autoscheduler.state import State
     t0 = time.perf_counter()
     out: list[tuple[float, Any, str]] = []
@@ -66,22 +65,32 @@ def alternatives(best: Any, cost: Any, n: int, budget_s: float, per_option: int 
     for k, d in enumerate(best.decisions):
         if len(out) >= n or time.perf_counter() - t0 > budget_s:
             break
-        opts = [o for o in s.options() if o != d]
-        if len(opts) > per_option:
-            step = len(opts) / per_option
-            opts = [opts[int(i * step)] for i in range(per_option)]
-        for o in opts:
+        for o in _spread([o for o in s.options() if o != d], per_option):
             if len(out) >= n or time.perf_counter() - t0 > budget_s:
                 break
-            try:
-                r = beam_search(s.apply(o), cost, SearchOptions(beam_size=4, passes=1, time_budget_s=3.0))
-            except Exception:
-                continue
-            if r.best.decisions not in seen and math.isfinite(r.cost):
-                seen.add(r.best.decisions)
-                out.append((float(r.cost), r.best, f"decision {k}: {o}"))
+            _complete(s.apply(o), cost, seen, f"decision {k}: {o}", out)
         s = s.apply(d)
     return out
+
+
+def _spread(options: list[Any], n: int) -> list[Any]:
+    """At most ``n`` of ``options``, evenly spaced over the menu (its order runs small to large)."""
+    if len(options) <= n:
+        return options
+    step = len(options) / n
+    return [options[int(i * step)] for i in range(n)]
+
+
+def _complete(state: Any, cost: Any, seen: set[Any], origin: str, out: list[tuple[float, Any, str]]) -> None:
+    """Complete ``state`` by a short beam search; keep it in ``out`` when new and finite."""
+    from autoscheduler.search import SearchOptions, beam_search
+    try:
+        r = beam_search(state, cost, SearchOptions(beam_size=4, passes=1, time_budget_s=3.0))
+    except Exception:  # an option the completion cannot finish: skipped, the others go on
+        return
+    if r.best.decisions not in seen and math.isfinite(r.cost):
+        seen.add(r.best.decisions)
+        out.append((float(r.cost), r.best, origin))
 
 
 def _nearest(d: Any, options: list[Any]) -> Any:
@@ -107,7 +116,6 @@ def placement_pairs(best: Any, cost: Any, n: int, budget_s: float, per_option: i
     of that consumer, each completed by a short search. Why: a producer moved into the consumer's
     threads (a reduction's accumulators in registers) pays off only with a larger per-thread tile,
     a pair of decisions that one-decision alternatives never reach."""
-    from autoscheduler.search import SearchOptions, beam_search
     from autoscheduler.state import State
     from autoscheduler.state.decisions import InnerTile, Place
     t0 = time.perf_counter()
@@ -123,10 +131,7 @@ def placement_pairs(best: Any, cost: Any, n: int, budget_s: float, per_option: i
     base = State.from_space(best.space)
     for d in trace[:inner_k]:
         base = base.apply(d)
-    inners = base.options()
-    if len(inners) > per_option:
-        step = len(inners) / per_option
-        inners = [inners[int(i * step)] for i in range(per_option)]
+    inners = _spread(base.options(), per_option)
     out: list[tuple[float, Any, str]] = []
     seen = {best.decisions}
     for inner in inners:
@@ -140,13 +145,7 @@ def placement_pairs(best: Any, cost: Any, n: int, budget_s: float, per_option: i
             for place in s.options():
                 if len(out) >= n or time.perf_counter() - t0 > budget_s:
                     return out
-                try:
-                    r = beam_search(s.apply(place), cost, SearchOptions(beam_size=4, passes=1, time_budget_s=3.0))
-                except Exception:
-                    continue
-                if r.best.decisions not in seen and math.isfinite(r.cost):
-                    seen.add(r.best.decisions)
-                    out.append((float(r.cost), r.best, f"pair: {inner} + {place}"))
+                _complete(s.apply(place), cost, seen, f"pair: {inner} + {place}", out)
     return out
 
 

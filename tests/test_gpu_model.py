@@ -100,3 +100,20 @@ def test_the_shipped_gpu_weights_load_and_search_legal_cuda_schedules() -> None:
     assert sched.state.is_complete and ".gpu_blocks(" in sched.source()
     with pytest.raises(ToolkitError, match="CUDA targets take GPU weights"):
         gpu_cost("baseline.weights", 132)
+
+
+def test_tune_on_cuda_searches_with_the_gpu_weights_it_is_given(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from autoscheduler.measure import cuda_available
+    from autoscheduler.tune import TuneOptions, tune
+    if cuda_available():
+        pytest.skip("this machine has a GPU: tune would measure (test_tune.py::test_tune_cuda_on_the_gpu)")
+    opts = replace(TuneOptions(), beam_size=4, passes=1, batch=3, rounds=1, progress=False,
+                   weights=str(SHIPPED_GPU_WEIGHTS))
+    r = tune("blur", "host-cuda", db=tmp_path / "t.sqlite", small=True, options=opts)
+    assert r.not_measured and r.start_weights == str(SHIPPED_GPU_WEIGHTS)
+    assert r.best_source is not None and ".gpu_blocks(" in r.best_source
+    with pytest.raises(ToolkitError, match="not a GPU cost model"):
+        tune("blur", "host-cuda", db=tmp_path / "t.sqlite", small=True,
+             options=replace(opts, weights=str(SHIPPED_GPU_WEIGHTS.with_name("ours.pt"))))

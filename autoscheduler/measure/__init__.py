@@ -13,5 +13,5 @@ from .result import DeviceUnavailableError, ErrorCode, MeasureAbortedError, Meas
 
 __all__ = ["Candidate", "MeasureOptions", "MeasureResult", "ErrorCode", "NoiseFloor", "Executor",
            "LocalExecutor", "ResultCallback", "measure_batch", "retime_interleaved", "noise_floor",
-           "MeasureAbortedError", "DeviceUnavailableError", "device_fingerprint", "cuda_available", "cuda_target", "preload_libcuda",
-           "schedule_hash", "trace_hash"]
+           "MeasureAbortedError", "DeviceUnavailableError", "device_fingerprint", "cuda_available",
+           "cuda_target", "preload_libcuda", "schedule_hash", "trace_hash"]

@@ -16,8 +16,9 @@ CUDA targets (``host-cuda``): the search runs in the GPU search space with the a
 (``features.gpu.GpuAnalyticCost``), or a saved GPU model (``weights``: a ``cost_model.gpu_model``
 GpuNet). Fine-tuning there refits the six term scales of the GPU cost (compute, DRAM, L2, shared,
 serial latency, launches) on this pipeline's measurements after each round, kept when it orders
-them better than the cost it replaces; it is not saved (it is refitted from the database on
-resume). With a CUDA device to time on, everything else is as on the CPU (records, resume, no re-measuring, the interleaved re-timing of the best two). Without
+them at least as well as the cost it replaces; it is not saved (it is refitted from the database
+on resume). With a CUDA device to time on, everything else is as on the CPU (records, resume, no
+re-measuring, the interleaved re-timing of the best two). Without
 one (the local executor on a machine where ``measure.cuda_available()`` is False, or an executor that
 raises DeviceUnavailableError before measuring anything), ``tune`` still proposes what round 1 would
 (the full beam search, the dropout variants and the random share, through ``propose``), stores
@@ -312,15 +313,15 @@ def tune(what: Any, target: str | Any | None = None, *, db: str | os.PathLike[st
 
 def _search_only(task: TuneTask, db: Path, opts: TuneOptions, reason: str,
                  log: Callable[[str], None] | None) -> TuneResult:
-    """A CUDA target with no device to time on: propose round 1's candidates with the analytic GPU
-    cost (as ``_Tuner.round`` would) and return the lowest predicted; nothing is stored."""
-    from ..features.gpu import GpuAnalyticCost
+    """A CUDA target with no device to time on: propose round 1's candidates with the GPU cost (as
+    ``_Tuner.round`` would) and return the lowest predicted; nothing is stored."""
+    from ..api import gpu_cost
     from ..state import State
     say = log or (lambda s: None)
     start = time.perf_counter()
     deadline = None if opts.time_budget_s is None else start + opts.time_budget_s
     initial = State.initial(task.dag, task.target, None)
-    cost = GpuAnalyticCost(initial.space.parallelism)
+    cost = gpu_cost(str(opts.weights) if opts.weights else None, initial.space.parallelism)
     props = propose(initial, cost.cost_fn(task.dag), 0, opts.propose_options(), exclude=set(), seed=opts.seed,
                     deadline=deadline)
     search_s = time.perf_counter() - start
