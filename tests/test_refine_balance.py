@@ -79,3 +79,16 @@ def test_even_tasks_are_kept_only_within_the_tolerance_and_balanced_grids_are_le
     assert out is even and n == 0
     cost, out, n = refine_balance(state, 1.0, _flat(0.5), time.perf_counter() - 1)   # past the deadline
     assert out is state and n == 0
+
+
+def test_runners_up_are_evened_out_too_and_duplicates_dropped():
+    """``api.balance_runners_up``: the pick stays as it is (the search balanced it); a runner-up's
+    uneven grid is evened out; one that evens into a state already listed is dropped. 250 rows are
+    42 register tiles: 24-tile tasks (144 rows) even out to 21 (126, the pick's grid), 20-tile
+    tasks (3 tasks, the last of 2 tiles) to 14 (84 rows)."""
+    from autoscheduler.api import balance_runners_up
+    pick = _state(60)   # 10-tile tasks: uneven, but the pick is left to the search
+    out = balance_runners_up([(1.0, pick), (1.0, _state(144)), (1.0, _state(126)), (1.0, _state(120))],
+                             _flat(1.0))
+    assert out[0][1] is pick
+    assert [_tile(s) for _, s in out] == [60, 126, 84]
