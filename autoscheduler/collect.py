@@ -78,10 +78,6 @@ class CollectOptions:
     prepared: str | None = None
     deadline_s: float | None = None
 
-    @property
-    def cuda(self) -> bool:
-        return "cuda" in self.target.split("-")
-
     def pipeline_names(self) -> list[str]:
         return [f"random_{s}" for s in range(self.seed_start, self.seed_start + self.pipelines)] + list(self.names)
 
@@ -164,10 +160,11 @@ def search_parallelism(target: str, threads: int) -> int:
 
 
 def search_cost(target: str, weights: str | None, parallelism: int) -> Callable[[Sequence[Any]], np.ndarray]:
-    """What guides the dropout searches: the saved CPU model, or on CUDA the GPU cost the search uses."""
+    """What guides the dropout searches: the saved CPU model, or on CUDA the GPU cost ``autoschedule``
+    uses (the roofline, or GPU weights)."""
     if "cuda" in target.split("-"):
-        from .features.gpu import GpuAnalyticCost
-        return GpuAnalyticCost(parallelism).cost_fn()
+        from .api import gpu_cost
+        return gpu_cost(weights, parallelism).cost_fn()
     return ModelCost(weights, parallelism)
 
 

@@ -93,29 +93,13 @@ def _complete(state: Any, cost: Any, seen: set[Any], origin: str, out: list[tupl
         out.append((float(r.cost), r.best, origin))
 
 
-def _nearest(d: Any, options: list[Any]) -> Any:
-    """``d`` if it is still an option, else the option of its kind closest to it (tile sizes
-    compared in log space), else None."""
-    if d in options:
-        return d
-    same = [o for o in options if type(o) is type(d)]
-    if not same:
-        return None
-    tiles = dict(getattr(d, "tiles", ()) or ())
-
-    def dist(o: Any) -> float:
-        ot = dict(getattr(o, "tiles", ()) or ())
-        return sum(abs(math.log(ot.get(k, 1)) - math.log(tiles.get(k, 1))) for k in set(ot) | set(tiles)) \
-            + (0.0 if getattr(o, "parallel", None) == getattr(d, "parallel", None) else 10.0)
-    return min(same, key=dist)
-
-
 def placement_pairs(best: Any, cost: Any, n: int, budget_s: float, per_option: int = 6) -> list[tuple[float, Any, str]]:
     """Two-decision alternatives of ``best``: the first producer computed at each other level of its
     consumer (block, thread, inner, root), crossed with each of up to ``per_option`` register tiles
     of that consumer, each completed by a short search. Why: a producer moved into the consumer's
     threads (a reduction's accumulators in registers) pays off only with a larger per-thread tile,
     a pair of decisions that one-decision alternatives never reach."""
+    from autoscheduler.refine import _apply_all
     from autoscheduler.state import State
     from autoscheduler.state.decisions import InnerTile, Place
     t0 = time.perf_counter()
@@ -135,17 +119,14 @@ def placement_pairs(best: Any, cost: Any, n: int, budget_s: float, per_option: i
     out: list[tuple[float, Any, str]] = []
     seen = {best.decisions}
     for inner in inners:
-        s = base.apply(inner)
-        for d in trace[inner_k + 1:place_k]:
-            near = _nearest(d, s.options())
-            if near is None:
-                break
-            s = s.apply(near)
-        else:
-            for place in s.options():
-                if len(out) >= n or time.perf_counter() - t0 > budget_s:
-                    return out
-                _complete(s.apply(place), cost, seen, f"pair: {inner} + {place}", out)
+        # the decisions between the two, replayed; one the new tile no longer allows re-chosen greedily
+        s, _ = _apply_all(base.apply(inner), trace[inner_k + 1:place_k], cost)
+        if s is None:
+            continue
+        for place in s.options():
+            if len(out) >= n or time.perf_counter() - t0 > budget_s:
+                return out
+            _complete(s.apply(place), cost, seen, f"pair: {inner} + {place}", out)
     return out
 
 
@@ -260,14 +241,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def gpu_present() -> bool:
     from autoscheduler.measure import cuda_available
     return cuda_available()
-
-
-def measure_target() -> str:
-    """host-cuda with the device's compute capability (Halide 21 knows up to 8.6; newer GPUs run
-    the 8.6 PTX, JIT-compiled by the driver). Read from nvidia-smi: no CUDA context in this process
-    before the measurement workers start."""
-    from autoscheduler.measure import cuda_target
-    return cuda_target()
 
 
 def torch_gpu_row(spec: Any, sizes: dict[str, int], inputs: dict[str, Any], n_samples: int = 5,
@@ -424,7 +397,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               "machine first", file=sys.stderr)
         return 2
     prepared = json.loads(cand_path.read_text())
-    target = args.target or measure_target()
+    from autoscheduler.measure import cuda_target
+    target = args.target or cuda_target()  # nvidia-smi: no CUDA context here before the workers start
     from autoscheduler.measure import device_fingerprint
     names = [n for n in args.only.split(",") if n] or list(prepared["workloads"])
     start = time.perf_counter()

@@ -35,7 +35,7 @@ from torch import nn
 
 from autoscheduler.errors import WeightsError
 
-from .dataset import Sample, group_samples, read_sample_sets, replay
+from .dataset import Sample, group_samples, read_sample_sets, rebuild, replay
 from .metrics import PipelineMetrics, Summary, pipeline_metrics, summarize
 
 SHIPPED_GPU_WEIGHTS = Path(__file__).resolve().parent / "weights" / "gpu_ours.pt"
@@ -95,16 +95,12 @@ def gpu_pipeline_data(space: Any, name: str, key: str, traces: Sequence[Any], ru
 
 def featurize_gpu_group(samples: Sequence[Sample]) -> GpuPipelineData | None:
     """Replay and featurize one pipeline's successful CUDA samples (None when fewer than two replay)."""
-    import halide_pipelines
-    from autoscheduler.dag import FunctionDAG
-    from autoscheduler.state import SearchSpace
     from autoscheduler.state.gpu import GPU_DEFAULT_SMS
     ok = [s for s in samples if s.ok and s.trace is not None]
     if len(ok) < 2:
         return None
     first = ok[0]
-    dag = FunctionDAG.from_pipeline(halide_pipelines.get(first.pipeline).build(**first.sizes).pipeline())
-    space = SearchSpace(dag, first.target, GPU_DEFAULT_SMS)
+    space = rebuild(first.pipeline, first.sizes, first.target, GPU_DEFAULT_SMS).space
     return gpu_pipeline_data(space, first.pipeline, first.pipeline_hash, [s.trace for s in ok],
                              [float(s.runtime_s or 0.0) * 1e3 for s in ok], dict(first.sizes))
 

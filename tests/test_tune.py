@@ -450,6 +450,7 @@ def test_cuda_loop_measures_through_the_executor_and_refits_the_gpu_cost(tmp_pat
     assert ".gpu_blocks(" in ranked_source(rows)
     # Each round refits the GPU cost's term scales on what was measured (nothing is saved), or says
     # why not when too few schedules were measured.
+    assert r.curve[-1].measured_total >= loop.MIN_GPU_FIT  # so the last round did refit
     for c, line in zip(r.curve, log):
         if c.measured_total >= loop.MIN_GPU_FIT:
             assert c.finetune_skipped is None and c.pairwise_after is not None and "fine-tune pairwise" in line
