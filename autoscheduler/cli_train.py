@@ -72,6 +72,29 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from cost_model.dataset import read_sample_sets
+    from .stage_profile import profile_samples
+    sources = args.db or [DEFAULT_DB]
+    for src in sources:
+        if not Path(src).exists():
+            raise ToolkitError(f"--db {src}: no such data set; give an export (.jsonl.gz) or a database (.sqlite)")
+    names = [n for item in (args.names or []) for n in item.split(",") if n] or None
+    try:
+        k, n = (int(x) for x in args.shard.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        raise ToolkitError(f"--shard {args.shard}: give K/N with 0 <= K < N, e.g. 0/2") from None
+    shard = (k, n)
+    counts = profile_samples(read_sample_sets(sources), args.out, sampled_ms=args.sampled_ms,
+                             max_runs=args.max_runs, timeout_s=args.timeout, names=names,
+                             shard=shard, lock=args.lock, log=None if args.quiet else print)
+    print(f"profiled {counts['profiled']} schedule(s) of {counts['pipelines']} pipeline(s) into {args.out} "
+          f"({counts['failed']} failed, {counts['skipped']} already there)")
+    return 0
+
+
 def _load(args: argparse.Namespace) -> Any:
     from cost_model.dataset import load_dataset, read_sample_sets
     t0 = time.perf_counter()
@@ -88,12 +111,33 @@ def _load(args: argparse.Namespace) -> Any:
     return data
 
 
+def _attach_profiles(files: list[str], pipelines: list[Any]) -> int:
+    """Read ``autoschedule profile`` files and attach them to the loaded pipelines."""
+    from autoscheduler.stage_profile import read_profiles
+    from cost_model.dataset import attach_profiles
+    profiles: dict[Any, Any] = {}
+    for f in files:
+        if not Path(f).exists():
+            raise ToolkitError(f"--profiles {f}: no such file; make it with `autoschedule profile`")
+        profiles.update(read_profiles(f))
+    return attach_profiles(pipelines, profiles)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.dataset import featurizer_fingerprint
     from cost_model.train import TrainOptions, evaluate, make_model, save_model, train
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
     print(f"split by pipeline: {split.describe()}")
+    if args.stage_weight and not args.profiles:
+        raise ToolkitError("--stage-weight needs per-stage profiles: give --profiles FILE (made by "
+                           "`autoschedule profile`)")
+    if args.profiles:
+        import numpy as np
+        n = _attach_profiles(args.profiles, data.pipelines)
+        n_train = sum(int(np.isfinite(p.group_share).all(axis=-1).sum()) for p in split.train
+                      if p.group_share is not None)
+        print(f"per-stage profiles: {n} schedule(s), {n_train} of them in the training split")
     if not split.train:
         raise ToolkitError("no training pipelines after the split; collect more pipelines or lower "
                            "--val-fraction / --test-fraction")
@@ -102,17 +146,32 @@ def cmd_train(args: argparse.Namespace) -> int:
                         seed=args.seed, rank_weight=args.rank_weight, adams_weight=args.adams_weight,
                         logmse_weight=args.logmse_weight, abs_weight=args.abs_weight,
                         weight_decay=args.weight_decay, list_weight=args.list_weight,
+                        stage_weight=args.stage_weight,
                         progress=not args.quiet and not args.verbose,
                         log=print if args.verbose else None)
     from cost_model.our_net import OurNetConfig
     config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
                           context=not args.no_context, members=args.members, normalize=args.normalize,
-                          adams_terms=args.adams_terms, prior=args.prior)
+                          adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs)
+    if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
+        raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
     model = make_model(args.model, args.init, seed=args.seed, config=config)
     before = {name: evaluate(model, ps) for name, ps in (("val", split.val), ("test", split.test)) if ps}
     result = train(model, split.train, split.val, opts)
     print(f"trained {result.epochs_run} epoch(s) in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
           + (" (early stop)" if result.stopped_early else ""))
+    if args.ensemble > 1:
+        import dataclasses
+        from cost_model.our_net import OurNet
+        nets = [result.model]
+        for k in range(1, args.ensemble):
+            seed = args.seed + k
+            r = train(make_model(args.model, args.init, seed=seed, config=config), split.train, split.val,
+                      dataclasses.replace(opts, seed=seed))
+            print(f"  seed {seed}: {r.epochs_run} epoch(s) in {r.elapsed_s:.1f} s; best epoch {r.best_epoch}")
+            nets.append(r.model)
+        result.model = OurNet.ensemble([n for n in nets if isinstance(n, OurNet)])
+        print(f"averaged {len(nets)} networks trained from seeds {args.seed}..{args.seed + args.ensemble - 1}")
     metrics: dict[str, float] = {}
     for name, ps in (("train", split.train), ("val", split.val), ("test", split.test)):
         if not ps:
@@ -180,6 +239,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            f"({split.describe()}); "
                            "use --split all on tiny data sets")
     weights = args.weights or [str(BASELINE_WEIGHTS)]
+    if args.profiles:
+        print(f"per-stage profiles: {_attach_profiles(args.profiles, held)} held-out schedule(s)")
     random_held = [p for p in held if not p.bundled]
     bundled = sorted({p.name for p in held if p.bundled})
     print(f"held-out ({args.split}) pipelines: {len(random_held)} random, {len(bundled)} bundled workload(s)")
@@ -190,12 +251,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, weights: list[str], held: list[Any], random_held: list[Any],
             bundled: list[str]) -> None:
-    from cost_model.train import evaluate, load_model
+    from cost_model.train import evaluate, load_model, stage_share_metrics
     for w in weights:
         model = load_model(w)
         print(f"{w} ({type(model).__name__}):")
         if random_held:
             print(f"  random pipelines: {evaluate(model, random_held).line()}")
+        if args.profiles:
+            sm = stage_share_metrics(model, held)
+            print(f"  stage shares ({int(sm['n'])} profiled schedule(s)): KL {sm['stage_kl']:.3f}, "
+                  f"costliest group right {100 * sm['bottleneck']:.1f}%")
         for name in bundled:
             ps = [p for p in held if p.name == name]
             print(f"  {name}: {evaluate(model, ps).line()}")
@@ -247,6 +312,23 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_collect)
 
+    sp = subparsers.add_parser("profile", help="per-stage times of collected samples (Halide's profiler), "
+                               "for the cost model's per-stage loss")
+    sp.add_argument("--db", action="append", help=f"data sets whose successful samples to profile (default "
+                    f"{DEFAULT_DB}); repeat to combine")
+    sp.add_argument("--out", default="data/stage_profiles.jsonl.gz", help="profiles to append to (resumes)")
+    sp.add_argument("--names", action="append", metavar="A,B", help="only these pipelines")
+    sp.add_argument("--sampled-ms", type=float, default=300.0, help="run each schedule until the 1 ms sampler "
+                    "has seen about this much work")
+    sp.add_argument("--max-runs", type=int, default=200)
+    sp.add_argument("--timeout", type=float, default=900.0, help="seconds per pipeline's child process")
+    sp.add_argument("--shard", default="0/1", metavar="K/N", help="only the K-th of every N pipelines (run N "
+                    "side by side, each with its own --out and the same --lock)")
+    sp.add_argument("--lock", metavar="FILE", help="lock file that keeps side-by-side shards' profiled runs "
+                    "from overlapping")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_profile)
+
     sp = subparsers.add_parser("train", help="train the cost model on collected samples")
     _PARSERS["train"] = sp
     _common_data_args(sp)
@@ -267,16 +349,24 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--hidden", type=int, default=96, help="our network: hidden width")
     sp.add_argument("--pipeline-dim", type=int, default=32, help="our network: pipeline embedding width")
     sp.add_argument("--members", type=int, default=1, help="our network: ensemble members (averaged)")
+    sp.add_argument("--ensemble", type=int, default=1, metavar="N", help="our network: train N networks "
+                    "apart (seeds --seed..--seed+N-1, each early-stopped) and ship their average")
     sp.add_argument("--dropout", type=float, default=0.0, help="our network: dropout")
     sp.add_argument("--normalize", action="store_true", help="our network: standardise the log features "
                     "with training-set statistics")
     sp.add_argument("--no-context", action="store_true", help="our network: no cross-stage context")
     sp.add_argument("--adams-terms", action="store_true", help="our network: Adams2019's hand-built cost "
                     "terms as extra inputs")
+    sp.add_argument("--math-inputs", action="store_true", help="our network: each stage's costly math calls "
+                    "(element-by-element libm functions such as tanh, polynomial ones such as exp) as inputs")
     sp.add_argument("--prior", action="store_true", help="our network: learn a correction of a frozen "
                     "AdamsNet with Halide's baseline weights (starts as that prior)")
     sp.add_argument("--list-weight", type=float, default=0.0, help="weight of the ListNet (top of the "
                     "ranking) loss")
+    sp.add_argument("--profiles", action="append", metavar="FILE", help="per-stage profiles of the samples "
+                    "(`autoschedule profile`); repeat to combine")
+    sp.add_argument("--stage-weight", type=float, default=0.0, help="weight of the per-stage loss: the "
+                    "network's share of each schedule's time per stage group against the profiled share")
     sp.add_argument("--train-on-bundled", action="store_true",
                     help="let bundled workloads into train/val (default: always held out)")
     sp.add_argument("--verbose", action="store_true", help="print every epoch")
@@ -289,7 +379,10 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
                     help="which pipelines (default: the held-out test split, bundled workloads included)")
     sp.add_argument("--per-pipeline", action="store_true", help="one line per pipeline as well")
+    sp.add_argument("--profiles", action="append", metavar="FILE", help="per-stage profiles "
+                    "(`autoschedule profile`): also report how well each model splits a schedule's time "
+                    "between its stages")
     sp.set_defaults(func=cmd_evaluate)
 
 
-__all__ = ["register", "cmd_collect", "cmd_train", "cmd_evaluate"]
+__all__ = ["register", "cmd_collect", "cmd_profile", "cmd_train", "cmd_evaluate"]

@@ -145,9 +145,10 @@ class ModelCost:
         from .features import network_inputs
         if not states:
             return np.zeros(0)
+        from .cost import stage_inputs
         inputs = network_inputs(states)
         with torch.no_grad():
-            out = self.net(inputs.pipeline, inputs.schedule, self.parallelism)
+            out = self.net(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, states))
         return np.asarray(out.detach().double().numpy(), dtype=np.float64)
 
 

@@ -31,6 +31,15 @@ DEFAULT_WEIGHTS = BASELINE_WEIGHTS
 """Halide's baseline weights (see data/README.md for the held-out comparison with ours.pt)."""
 
 
+def stage_inputs(net: nn.Module, states: Sequence[Any]) -> dict[str, Any]:
+    """Keyword inputs a network takes beyond AdamsNet's three, for states of one search space:
+    each stage's costly math calls for an OurNet trained with them (``OurNetConfig.math_inputs``)."""
+    config = getattr(net, "config", None)
+    if states and getattr(config, "math_inputs", False):
+        return {"stage_math": torch.from_numpy(states[0].space.dag.math_calls())}
+    return {}
+
+
 class CostModel:
     """A loaded network plus the core count its idle-core term assumes."""
 
@@ -60,12 +69,12 @@ class CostModel:
         detailed: Any = getattr(self.net, "forward_detailed", None)
         if self.kernel_terms and detailed is not None:
             from .features.kernel_terms import batch_factors
-            sc = self._stage_costs(inputs)
+            sc = self._stage_costs(inputs, states)
             return (sc * batch_factors(list(states))).sum(axis=1)
-        out = self.net(inputs.pipeline, inputs.schedule, self.parallelism)
+        out = self.net(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, states))
         return out.detach().double().numpy()
 
-    def _stage_costs(self, inputs: Any) -> np.ndarray:
+    def _stage_costs(self, inputs: Any, states: Sequence[Any]) -> np.ndarray:
         """[B, S] per-stage costs. A network whose stages never see each other (AdamsNet) is run
         once per distinct (stage, schedule-feature row): the children of one beam share all but
         the rows their decision touched, so a batch of 100 children of a 100-stage pipeline has a
@@ -74,7 +83,7 @@ class CostModel:
         b, s = int(sched.shape[0]), int(sched.shape[1])
         if not isinstance(self.net, AdamsNet) or b < 2:
             detailed: Any = getattr(self.net, "forward_detailed")
-            out = detailed(inputs.pipeline, sched, self.parallelism).stage_costs
+            out = detailed(inputs.pipeline, sched, self.parallelism, **stage_inputs(self.net, states)).stage_costs
             return out.detach().double().numpy().reshape(b, s)
         rows = sched.detach().reshape(b * s, -1).numpy()
         stage_of = np.tile(np.arange(s), b)
@@ -100,7 +109,7 @@ class CostModel:
         if detailed is None:
             return {}
         inputs = network_inputs([state])
-        detail = detailed(inputs.pipeline, inputs.schedule, self.parallelism)
+        detail = detailed(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, [state]))
         costs = detail.stage_costs[0].double().numpy().reshape(-1)
         if self.kernel_terms:
             from .features.kernel_terms import stage_factors

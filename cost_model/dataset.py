@@ -45,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "db" / "feature_cache"
 EXPORT_FORMAT = "halide-toolkit-samples"
 EXPORT_VERSION = 1
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class DatasetError(ToolkitError):
@@ -210,6 +210,12 @@ class PipelineData:
     # search that uses the model applies them: training through them keeps what is fine-tuned equal to
     # what the search ranks by (None: the network's plain sum)
     stage_factors: np.ndarray | None = None
+    # per-stage supervision (``attach_profiles``): [B, S] the profiled group of each featurized
+    # stage (-1: none) and [B, G] each group's measured share of the time (NaN rows: no profile)
+    stage_group: np.ndarray | None = None
+    group_share: np.ndarray | None = None
+    # [S, 2] costly math calls per point of each stage (``Featurizer.math``), for networks that take them
+    stage_math: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -230,7 +236,9 @@ class PipelineData:
         return PipelineData(self.name, self.sizes, self.pipeline_hash, self.target, self.device,
                             self.num_cores, self.pipeline, self.schedule[ix], self.runtimes_ms[ix],
                             [self.trace_hashes[i] for i in ix] if self.trace_hashes else [], self.type_mask,
-                            None if self.stage_factors is None else self.stage_factors[ix])
+                            None if self.stage_factors is None else self.stage_factors[ix],
+                            None if self.stage_group is None else self.stage_group[ix],
+                            None if self.group_share is None else self.group_share[ix], self.stage_math)
 
 
 def is_random_name(name: str) -> bool:
@@ -268,20 +276,21 @@ class FeatureCache:
         return self.dir / f"{pipeline_hash[:24]}_{tkey}_{self.fingerprint}.npz"
 
     def load(self, pipeline_hash: str, target: str, num_cores: int
-             ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
-        """(pipeline features, type mask, {trace hash: [S, 39] row}); empty when not cached."""
+             ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
+        """(pipeline features, type mask, stage math, {trace hash: [S, 39] row}); empty when not cached."""
         p = self.path(pipeline_hash, target, num_cores)
         if p is None or not p.exists():
-            return None, None, {}
+            return None, None, None, {}
         try:
             with np.load(p, allow_pickle=False) as z:
                 pipe, mask, sched, hashes = z["pipeline"], z["type_mask"], z["schedule"], z["trace_hashes"]
+                math_ = z["stage_math"]
         except (OSError, ValueError, KeyError, EOFError):
-            return None, None, {}   # a damaged cache file is rebuilt
-        return pipe, mask, {str(h): sched[i] for i, h in enumerate(hashes)}
+            return None, None, None, {}   # a damaged cache file is rebuilt
+        return pipe, mask, math_, {str(h): sched[i] for i, h in enumerate(hashes)}
 
     def store(self, pipeline_hash: str, target: str, num_cores: int, pipeline: np.ndarray,
-              type_mask: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+              type_mask: np.ndarray, stage_math: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         p = self.path(pipeline_hash, target, num_cores)
         if p is None or not rows:
             return
@@ -289,7 +298,7 @@ class FeatureCache:
         hashes = sorted(rows)
         # a name of its own per writer: two processes featurizing the same pipeline must not collide
         tmp = p.with_name(f"{p.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-        np.savez_compressed(tmp, pipeline=pipeline, type_mask=type_mask,
+        np.savez_compressed(tmp, pipeline=pipeline, type_mask=type_mask, stage_math=stage_math,
                             schedule=np.stack([rows[h] for h in hashes]).astype(np.float32),
                             trace_hashes=np.asarray(hashes))
         os.replace(tmp, p)
@@ -302,6 +311,7 @@ class Rebuilt:
     space: Any
     pipeline: np.ndarray
     type_mask: np.ndarray
+    stage_math: np.ndarray
 
 
 def rebuild(name: str, sizes: dict[str, int], target: str, num_cores: int) -> Rebuilt:
@@ -320,7 +330,7 @@ def rebuild(name: str, sizes: dict[str, int], target: str, num_cores: int) -> Re
     stages = dag.featurization_order()
     mask = np.stack([np.asarray(st.features.types_in_use, dtype=np.float32) for st in stages]) \
         if stages else np.zeros((0, 7), np.float32)
-    return Rebuilt(space, featurizer_for(space).pipeline.copy(), mask)
+    return Rebuilt(space, featurizer_for(space).pipeline.copy(), mask, dag.math_calls())
 
 
 def replay(space: Any, trace: Sequence[Any]) -> Any:
@@ -359,9 +369,9 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
         return None
     first = next(iter(best.values()))
     cache = cache or FeatureCache(None)
-    pipe, mask, rows = cache.load(first.pipeline_hash, first.target, first.num_threads)
+    pipe, mask, math_, rows = cache.load(first.pipeline_hash, first.target, first.num_threads)
     missing = [h for h in best if h not in rows]
-    if missing or pipe is None or mask is None:
+    if missing or pipe is None or mask is None or math_ is None:
         try:
             rb = rebuild(first.pipeline, first.sizes, first.target, first.num_threads)
         except (_TE, ValueError) as e:
@@ -369,7 +379,7 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
             warnings.warn(f"{first.pipeline} {first.sizes}: cannot rebuild ({e}); its samples are skipped",
                           stacklevel=2)
             return None
-        pipe, mask = rb.pipeline, rb.type_mask
+        pipe, mask, math_ = rb.pipeline, rb.type_mask, rb.stage_math
         states, hashes = [], []
         for h in missing:
             try:
@@ -383,7 +393,7 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
             feats = featurizer_for(rb.space).batch(states)
             for h, row in zip(hashes, feats):
                 rows[h] = row
-            cache.store(first.pipeline_hash, first.target, first.num_threads, pipe, mask, rows)
+            cache.store(first.pipeline_hash, first.target, first.num_threads, pipe, mask, math_, rows)
     keep = sorted(h for h in best if h in rows)   # the same order from any source
     if not keep:
         return None
@@ -391,7 +401,7 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
     runtimes = np.asarray([(best[h].runtime_s or 0.0) * 1e3 for h in keep], dtype=np.float64)
     return PipelineData(first.pipeline, dict(first.sizes), first.pipeline_hash, first.target, first.device,
                         first.num_threads, np.asarray(pipe, dtype=np.float32), sched, runtimes, keep,
-                        np.asarray(mask, dtype=np.float32))
+                        np.asarray(mask, dtype=np.float32), stage_math=np.asarray(math_, dtype=np.float32))
 
 
 def group_samples(samples: Iterable[Sample]) -> dict[tuple[str, str, str, int], list[Sample]]:
@@ -441,6 +451,40 @@ def load_dataset(source: str | os.PathLike[str] | Sequence[Sample], *,
             continue
         out.append(data)
     return Dataset(out, stats)
+
+
+def attach_profiles(pipelines: Sequence[PipelineData], profiles: Any, *, min_samples: int = 50,
+                    max_slowdown: float = 1.5) -> int:
+    """Give each pipeline's schedules their stage profiles (``autoscheduler.stage_profile``):
+    ``profiles`` maps (pipeline hash, trace hash) to a StageProfile, or is a path to read. Left out:
+    profiles whose sampler saw fewer than ``min_samples`` samples (shares too coarse), whose runs
+    took more than ``max_slowdown`` times the measured runtime (the cores were shared: parallel
+    stages slow more than serial ones, which skews the shares), or whose stages do not match the
+    featurization (another DAG). Returns the schedules that got one."""
+    if isinstance(profiles, (str, os.PathLike)):
+        from autoscheduler.stage_profile import read_profiles
+        profiles = read_profiles(profiles)
+    attached = 0
+    for p in pipelines:
+        b, s = p.schedule.shape[0], p.schedule.shape[1]
+        found = [profiles.get((p.pipeline_hash, h)) for h in p.trace_hashes]
+        found = [f if f is not None and f.samples >= min_samples and len(f.stage_group) == s
+                 and sum(f.group_ms) > 0 and f.total_ms <= max_slowdown * float(p.runtimes_ms[i])
+                 else None for i, f in enumerate(found)]
+        if not any(f is not None for f in found):
+            continue
+        g = max(len(f.group_ms) for f in found if f is not None)
+        groups = np.full((b, s), -1, dtype=np.int64)
+        share = np.full((b, g), np.nan, dtype=np.float32)
+        for i, f in enumerate(found):
+            if f is None:
+                continue
+            groups[i] = f.stage_group
+            share[i] = 0.0
+            share[i, :len(f.group_ms)] = f.shares()
+            attached += 1
+        p.stage_group, p.group_share = groups, share
+    return attached
 
 
 # ---------------------------------------------------------------------------------------- splits
@@ -513,5 +557,5 @@ def iter_batches(data: PipelineData, batch_size: int, rng: np.random.Generator) 
 
 __all__ = ["Sample", "PipelineData", "Dataset", "Split", "FeatureCache", "DatasetError", "read_samples",
            "write_export", "load_dataset", "featurize_group", "group_samples", "split_pipelines",
-           "split_role", "rebuild", "replay", "featurizer_fingerprint", "iter_batches", "is_random_name",
+           "split_role", "attach_profiles", "rebuild", "replay", "featurizer_fingerprint", "iter_batches", "is_random_name",
            "DEFAULT_CACHE_DIR", "EXPORT_FORMAT", "EXPORT_VERSION"]

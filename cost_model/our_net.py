@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -56,12 +56,17 @@ class OurNetConfig:
     (zero at the start, so an untrained network ranks exactly as the prior does);
     ``max_correction``: with a prior, bound that correction to +-this (natural log) per stage with
     a tanh, so that a schedule unlike the training data cannot be predicted arbitrarily faster or
-    slower than the prior says (0: unbounded).
+    slower than the prior says (0: unbounded); ``math_inputs``: also take each stage's costly math
+    calls per point by class (``autoscheduler.dag.features.math_calls``: element-by-element libm
+    functions such as tanh and sin, and polynomial ones such as exp), and those times the points the
+    stage computes (inlined calls included), which Halide's features count as one ``ExternCall``
+    whether it is a sqrt or a tanh.
     """
 
     @property
     def schedule_inputs(self) -> int:
-        return SCHEDULE_INPUTS + (NUM_ADAMS_TERMS if self.adams_terms else 0) + (1 if self.prior else 0)
+        return (SCHEDULE_INPUTS + (NUM_ADAMS_TERMS if self.adams_terms else 0) + (1 if self.prior else 0)
+                + (2 * MATH_INPUTS if self.math_inputs else 0))
 
     pipeline_dim: int = 32
     hidden: int = 96
@@ -72,6 +77,7 @@ class OurNetConfig:
     adams_terms: bool = False
     prior: bool = False
     max_correction: float = 0.0
+    math_inputs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +105,9 @@ def signed_log1p(x: torch.Tensor) -> torch.Tensor:
 
 SCHEDULE_INPUTS = NUM_SCHEDULE_FEATURES + 2
 """Schedule features + log(cores) + "is the final output stage"."""
+
+MATH_INPUTS = 2
+"""Classes of costly math calls a stage's ``stage_math`` row counts (``dag.features.math_calls``)."""
 
 NUM_ADAMS_TERMS = 28
 """AdamsNet's cost terms that have a coefficient (its coefficients 28-31 are unused)."""
@@ -240,8 +249,10 @@ class OurNet(nn.Module):
     # -- inputs ----------------------------------------------------------------------------------
 
     def _inputs(self, pipeline_features: torch.Tensor, sched: torch.Tensor,
-                num_cores: int | float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unnormalised log inputs: pipeline [S, 280] (or [B, S, 280]) and schedule [B, S, 41 (+28)]."""
+                num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised log inputs: pipeline [S, 280] (or [B, S, 280]) and schedule [B, S, 41 (+28)
+        (+4 math) (+1 prior, always last)]."""
         b, s, _ = sched.shape
         pf = pipeline_features.to(torch.float32)
         pipe = signed_log1p(pf.reshape(*pf.shape[:-2], PIPELINE_INPUTS))
@@ -252,11 +263,55 @@ class OurNet(nn.Module):
         parts = [signed_log1p(sched), torch.log(torch.clamp(cores, min=1.0)), is_output]
         if self.config.adams_terms:
             parts.append(signed_log1p(adams_terms(sched, num_cores)))
+        if self.config.math_inputs:
+            if stage_math is None:
+                raise ValueError("this network takes each stage's math calls (OurNetConfig.math_inputs): "
+                                 "pass stage_math [stages, 2] (Featurizer.math)")
+            m = torch.as_tensor(stage_math, dtype=torch.float32, device=sched.device)
+            m = m.reshape(-1, s, MATH_INPUTS).expand(b, s, MATH_INPUTS)
+            points = (sched[..., _F["points_computed_total"]]
+                      + sched[..., _F["inlined_calls"]]).unsqueeze(-1)
+            parts += [torch.log1p(m), torch.log1p(m * torch.clamp(points, min=0.0))]
         if self.prior is not None:
             with torch.no_grad():
                 stage = self.prior.forward_detailed(pipeline_features, sched, num_cores).stage_costs
             parts.append(torch.log(torch.clamp(stage, min=1e-12)).unsqueeze(-1))
         return pipe, torch.cat(parts, dim=-1)
+
+    @classmethod
+    def ensemble(cls, nets: Sequence["OurNet"]) -> "OurNet":
+        """One network whose members are all of ``nets``' members: it predicts the geometric mean of
+        their per-stage costs (the average of their log-costs), as ``members`` does for networks
+        trained together. For networks trained apart (different seeds, each early-stopped): their
+        errors on unseen pipelines differ, and the average ranks more reliably than any one of them.
+        They must have the same sizes, inputs, prior and input standardisation."""
+        if not nets:
+            raise ValueError("OurNet.ensemble needs at least one network")
+        first = nets[0]
+        base = asdict(first.config)
+        base.pop("members")
+        for n in nets[1:]:
+            other = asdict(n.config)
+            other.pop("members")
+            if other != base:
+                raise ValueError(f"cannot average networks of different configurations: {base} vs {other}")
+            for name in ("pipe_shift", "pipe_scale", "sched_shift", "sched_scale"):
+                if not torch.equal(getattr(n, name), getattr(first, name)):
+                    raise ValueError(f"cannot average networks with different input standardisation ({name})")
+            if (n.prior is None) != (first.prior is None) or n.prior is not None and first.prior is not None and any(
+                    not torch.equal(a, b) for a, b in zip(n.prior.state_dict().values(),
+                                                           first.prior.state_dict().values())):
+                raise ValueError("cannot average networks with different priors")
+        members = [m for n in nets for m in n.member_nets()]
+        out = cls(OurNetConfig(**{**base, "members": len(members)}))
+        with torch.no_grad():
+            for dst, src in zip(out.member_nets(), members):
+                dst.load_state_dict(src.state_dict())
+            for name in ("pipe_shift", "pipe_scale", "sched_shift", "sched_scale"):
+                getattr(out, name).copy_(getattr(first, name))
+            if out.prior is not None and first.prior is not None:
+                out.prior.load_state_dict(first.prior.state_dict())
+        return out.eval()
 
     def member_nets(self) -> list[_Member]:
         """The ensemble's sub-networks."""
@@ -269,18 +324,19 @@ class OurNet(nn.Module):
                     and bool(torch.all(self.sched_scale == 1)) and bool(torch.all(self.sched_shift == 0)))
 
     @torch.no_grad()
-    def fit_normalization(self, samples: Iterable[tuple[Any, Any, int | float]]) -> None:
+    def fit_normalization(self, samples: Iterable[tuple[Any, ...]]) -> None:
         """Set the input standardisation from training data: ``samples`` yields (pipeline features
-        [S, 40, 7], schedule features [B, S, 39], cores) per pipeline (numpy or torch). Only the
-        scheduled stages count. A no-op unless ``config.normalize``."""
+        [S, 40, 7], schedule features [B, S, 39], cores[, stage math [S, 2]]) per pipeline (numpy or
+        torch). Only the scheduled stages count. A no-op unless ``config.normalize``."""
         if not self.config.normalize:
             return
         pipes, scheds = [], []
-        for pf, sf, cores in samples:
+        for sample in samples:
+            pf, sf, cores = sample[:3]
             sched = torch.as_tensor(sf, dtype=torch.float32)
             if sched.dim() != 3 or sched.shape[0] == 0:
                 continue
-            pipe, x = self._inputs(torch.as_tensor(pf), sched, cores)
+            pipe, x = self._inputs(torch.as_tensor(pf), sched, cores, sample[3] if len(sample) > 3 else None)
             mask = (sched != 0).any(dim=-1)
             scheds.append(x[mask])
             pipes.append(pipe.reshape(-1, PIPELINE_INPUTS))
@@ -295,17 +351,19 @@ class OurNet(nn.Module):
     # -- forward ---------------------------------------------------------------------------------
 
     def forward(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                num_cores: int | float | torch.Tensor) -> torch.Tensor:
-        """Predicted runtime (ms) of each schedule: [B] (0-d for a single [S, 39] schedule)."""
-        return self.forward_detailed(pipeline_features, schedule_features, num_cores).prediction
+                num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted runtime (ms) of each schedule: [B] (0-d for a single [S, 39] schedule).
+        ``stage_math`` [S, 2]: each stage's costly math calls (needed with ``config.math_inputs``)."""
+        return self.forward_detailed(pipeline_features, schedule_features, num_cores, stage_math).prediction
 
     def log_runtime(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                    num_cores: int | float | torch.Tensor) -> torch.Tensor:
+                    num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None) -> torch.Tensor:
         """log of the predicted runtime (ms): what the training losses read (no exp overflow)."""
-        return self.forward_detailed(pipeline_features, schedule_features, num_cores).log_prediction
+        return self.forward_detailed(pipeline_features, schedule_features, num_cores, stage_math).log_prediction
 
     def forward_detailed(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                         num_cores: int | float | torch.Tensor) -> OurNetOutput:
+                         num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None
+                         ) -> OurNetOutput:
         single = schedule_features.dim() == 2
         sched = schedule_features.to(torch.float32)
         if single:
@@ -317,7 +375,7 @@ class OurNet(nn.Module):
         if pipeline_features.shape[-2:] != (PIPELINE_ROWS, PIPELINE_COLS) or pipeline_features.shape[-3] != s:
             raise ValueError(f"pipeline_features must be [stages, {PIPELINE_ROWS}, {PIPELINE_COLS}] with "
                              f"the {s} stages of schedule_features, got {tuple(pipeline_features.shape)}")
-        pipe, x = self._inputs(pipeline_features, sched, num_cores)
+        pipe, x = self._inputs(pipeline_features, sched, num_cores, stage_math)
         prior_log = x[..., -1] if self.prior is not None else None
         pipe = (pipe - self.pipe_shift) / self.pipe_scale
         x = (x - self.sched_shift) / self.sched_scale
@@ -342,4 +400,5 @@ class OurNet(nn.Module):
         return OurNetOutput(pred, log_pred, stage_costs, mask)
 
 
-__all__ = ["OurNet", "OurNetConfig", "OurNetOutput", "signed_log1p", "adams_terms", "NUM_ADAMS_TERMS"]
+__all__ = ["OurNet", "OurNetConfig", "OurNetOutput", "signed_log1p", "adams_terms", "NUM_ADAMS_TERMS",
+           "MATH_INPUTS"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import platform
@@ -71,6 +72,9 @@ class TrainOptions:
     abs_weight: float = 0.1
     list_weight: float = 0.0
     list_temperature: float = 0.2
+    # per-stage supervision: KL from the profiled time shares of a schedule's stage groups
+    # (``autoscheduler.stage_profile``) to the network's; 0 trains on whole-pipeline times only
+    stage_weight: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 10.0
     pipelines_per_step: int = 1
@@ -133,21 +137,61 @@ def _tensors(data: PipelineData) -> tuple[torch.Tensor, torch.Tensor]:
 
 def log_predictions(model: nn.Module, data: PipelineData) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log predicted runtime [B], AdamsNet pre-activations or None), with gradients."""
+    logp, preact, _ = _predictions(model, data)
+    return logp, preact
+
+
+def _predictions(model: nn.Module, data: PipelineData
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``log_predictions`` plus the per-stage costs [B, S] the prediction sums (None for a model
+    that has no per-stage breakdown)."""
     pipe, sched = _tensors(data)
-    if data.stage_factors is not None and hasattr(model, "forward_detailed"):
+    detailed: Any = getattr(model, "forward_detailed", None)
+    if isinstance(model, OurNet):
+        math_ = None if data.stage_math is None else torch.from_numpy(np.asarray(data.stage_math, np.float32))
+        detailed = functools.partial(model.forward_detailed, stage_math=math_)
+    if data.stage_factors is not None and detailed is not None:
         # the search's ranking: the network's per-stage costs times the kernel factors, summed
-        detailed: Any = getattr(model, "forward_detailed")
         det = detailed(pipe, sched, data.num_cores)
         factors = torch.from_numpy(np.asarray(data.stage_factors, dtype=np.float32)).reshape(det.stage_costs.shape)
-        pred = (det.stage_costs * factors).sum(dim=-1)
-        return torch.log(torch.clamp(pred, min=1e-9)), getattr(det, "preactivation", None)
+        costs = det.stage_costs * factors
+        pred = costs.sum(dim=-1)
+        return torch.log(torch.clamp(pred, min=1e-9)), getattr(det, "preactivation", None), costs
     if isinstance(model, OurNet):
-        return model.log_runtime(pipe, sched, data.num_cores), None
+        det = detailed(pipe, sched, data.num_cores)
+        return det.log_prediction, None, det.stage_costs
     if isinstance(model, AdamsNet):
         out = model.forward_detailed(pipe, sched, data.num_cores)
-        return torch.log(torch.clamp(out.prediction, min=1e-9)), out.preactivation
+        return torch.log(torch.clamp(out.prediction, min=1e-9)), out.preactivation, out.stage_costs
     pred = model(pipe, sched, data.num_cores)
-    return torch.log(torch.clamp(pred, min=1e-9)), None
+    return torch.log(torch.clamp(pred, min=1e-9)), None, None
+
+
+def stage_share_loss(stage_costs: torch.Tensor, stage_group: np.ndarray, group_share: np.ndarray
+                     ) -> torch.Tensor | None:
+    """KL divergence from the profiled shares of each schedule's stage groups to the predicted ones.
+
+    ``stage_costs`` [B, S] predicted ms per featurized stage; ``stage_group`` [B, S] the profiled
+    group of each stage (-1: none); ``group_share`` [B, G] measured share of each group (NaN rows:
+    schedules without a profile). The network's stage costs are summed per group (the profiler
+    charges an inlined Func to the Func it is inlined into), normalised, and compared with the
+    measured shares: the loss is zero when the network puts each schedule's time where the profiler
+    saw it, whatever the total. None when no schedule of the batch has a profile."""
+    share = torch.from_numpy(np.asarray(group_share, dtype=np.float32))
+    rows = torch.isfinite(share).all(dim=-1)
+    if not bool(rows.any()):
+        return None
+    groups = torch.from_numpy(np.asarray(stage_group, dtype=np.int64))
+    g = share.shape[-1]
+    costs = stage_costs[rows]
+    idx = groups[rows]
+    valid = idx >= 0
+    pred = torch.zeros(costs.shape[0], g + 1, dtype=costs.dtype)
+    pred = pred.scatter_add(1, torch.where(valid, idx, torch.full_like(idx, g)), costs)[:, :g]
+    pred = pred / torch.clamp(pred.sum(dim=-1, keepdim=True), min=1e-12)
+    target = share[rows]
+    kl = target * (torch.log(torch.clamp(target, min=1e-12)) - torch.log(torch.clamp(pred, min=1e-6)))
+    return kl.sum(dim=-1).mean()
 
 
 @torch.no_grad()
@@ -169,7 +213,7 @@ def predict(model: nn.Module, data: PipelineData, chunk: int = 4096) -> np.ndarr
 
 def batch_loss(model: nn.Module, data: PipelineData, opts: TrainOptions) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted loss of one batch (one pipeline) and its parts."""
-    logp, preact = log_predictions(model, data)
+    logp, preact, stage_costs = _predictions(model, data)
     r = torch.from_numpy(data.runtimes_ms).to(torch.float32)
     logr = torch.log(r)
     parts: dict[str, torch.Tensor] = {}
@@ -197,8 +241,13 @@ def batch_loss(model: nn.Module, data: PipelineData, opts: TrainOptions) -> tupl
         target = torch.softmax(-logr / opts.list_temperature, dim=0)
         parts["list"] = -(target * torch.log_softmax(-torch.clamp(logp, -60.0, 60.0) / opts.list_temperature,
                                                      dim=0)).sum() + (target * torch.log(target + 1e-12)).sum()
+    if opts.stage_weight and stage_costs is not None and data.group_share is not None \
+            and data.stage_group is not None:
+        stage = stage_share_loss(stage_costs, data.stage_group, data.group_share)
+        if stage is not None:
+            parts["stage"] = stage
     weights = {"adams": opts.adams_weight, "rank": opts.rank_weight, "logmse": opts.logmse_weight,
-               "abs": opts.abs_weight, "list": opts.list_weight}
+               "abs": opts.abs_weight, "list": opts.list_weight, "stage": opts.stage_weight}
     total = sum((weights[k] * v for k, v in parts.items()), torch.zeros(()))
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -215,6 +264,40 @@ def dataset_loss(model: nn.Module, pipelines: Sequence[PipelineData], opts: Trai
     finally:
         model.train(was)
     return float(np.mean(losses)) if losses else math.nan
+
+
+@torch.no_grad()
+def stage_share_metrics(model: nn.Module, pipelines: Sequence[PipelineData]) -> dict[str, float]:
+    """Does the model know where a schedule's time goes? Over the profiled schedules of
+    ``pipelines`` (``attach_profiles``): ``stage_kl``, the mean KL divergence from the profiled
+    shares of the stage groups to the predicted ones (``stage_share_loss``), and ``bottleneck``, the
+    fraction of schedules whose costliest group by prediction is the costliest the profiler saw;
+    ``n`` schedules (0, and NaN metrics, when none is profiled or the model has no per-stage costs)."""
+    was = model.training
+    model.eval()
+    kls: list[float] = []
+    hits: list[bool] = []
+    try:
+        for p in pipelines:
+            if p.group_share is None or p.stage_group is None:
+                continue
+            _, _, costs = _predictions(model, p)
+            if costs is None:
+                continue
+            rows = np.isfinite(p.group_share).all(axis=-1)
+            g = p.group_share.shape[-1]
+            for i in np.flatnonzero(rows):
+                kl = stage_share_loss(costs[i:i + 1], p.stage_group[i:i + 1], p.group_share[i:i + 1])
+                kls.append(float(kl) if kl is not None else math.nan)
+                pred = np.zeros(g + 1)
+                idx = np.where(p.stage_group[i] >= 0, p.stage_group[i], g)
+                np.add.at(pred, idx, costs[i].double().numpy())
+                hits.append(int(np.argmax(pred[:g])) == int(np.argmax(p.group_share[i])))
+    finally:
+        model.train(was)
+    n = len(kls)
+    return {"stage_kl": float(np.nanmean(kls)) if n else math.nan,
+            "bottleneck": float(np.mean(hits)) if n else math.nan, "n": float(n)}
 
 
 def evaluate(model: nn.Module, pipelines: Sequence[PipelineData]) -> Summary:
@@ -277,7 +360,7 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
         raise ValueError("no training pipeline has two or more measured schedules")
     if isinstance(model, OurNet) and model.config.normalize and not model.normalization_fitted:
         # a fresh network: standardise its inputs on the training pipelines (kept when training on)
-        model.fit_normalization((p.pipeline, p.schedule, p.num_cores) for p in usable)
+        model.fit_normalization((p.pipeline, p.schedule, p.num_cores, p.stage_math) for p in usable)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr, eps=1e-5, weight_decay=opts.weight_decay)
@@ -429,5 +512,6 @@ def load_model(path: str | os.PathLike[str], *, check_host: bool = True) -> nn.M
 
 
 __all__ = ["TrainOptions", "TrainResult", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
-           "train", "finetune", "torch_threads", "save_model", "load_model", "log_predictions", "MODEL_KINDS",
+           "train", "finetune", "torch_threads", "save_model", "load_model", "log_predictions",
+           "stage_share_loss", "stage_share_metrics", "MODEL_KINDS",
            "BASELINE_WEIGHTS", "flush_denormals"]

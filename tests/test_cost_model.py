@@ -200,6 +200,23 @@ def test_ensemble_averages_the_members_stage_log_costs() -> None:
     assert not torch.equal(w[0], w[1])
 
 
+def test_networks_trained_apart_average_into_one_ensemble() -> None:
+    cfg = OurNetConfig(pipeline_dim=8, hidden=16)
+    a, b = (OurNet(cfg, generator=torch.Generator().manual_seed(k)) for k in (4, 5))
+    both = OurNet.ensemble([a, b])
+    assert both.config.members == 2 and len(both.member_nets()) == 2
+    pipe, sched = _batch(1)
+    with torch.no_grad():
+        la = torch.log(a.forward_detailed(pipe, sched, 2).stage_costs)
+        lb = torch.log(b.forward_detailed(pipe, sched, 2).stage_costs)
+        got = both.forward_detailed(pipe, sched, 2).stage_costs
+    torch.testing.assert_close(got, torch.exp((la + lb) / 2), rtol=1e-5, atol=0)
+    with pytest.raises(ValueError, match="different configurations"):
+        OurNet.ensemble([a, OurNet(OurNetConfig(pipeline_dim=8, hidden=24))])
+    with pytest.raises(ValueError, match="at least one"):
+        OurNet.ensemble([])
+
+
 def test_normalization_is_an_affine_change_of_the_first_layers(tmp_path: Path) -> None:
     from cost_model.dataset import PipelineData
     from cost_model.train import TrainOptions, train

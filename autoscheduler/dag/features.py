@@ -38,6 +38,34 @@ ROW_NAMES: tuple[str, ...] = OP_NAMES + tuple(f"{p}.{a}" for p in PATTERN_NAMES 
 Jacobian = tuple[tuple[Optional[Fraction], ...], ...]
 
 
+LIBM_MATH = frozenset({"tanh", "sin", "cos", "tan", "atan", "atan2", "asin", "acos", "sinh", "cosh",
+                       "asinh", "acosh", "atanh"})
+"""Math calls that run element by element (trigonometric and hyperbolic functions: one libm call
+per element, not vectorised): tens of times an add. Halide's op histogram counts them as
+``ExternCall`` like ``sqrt``, one instruction; per-stage profiles of the training schedules
+(``autoscheduler.stage_profile``) showed the shipped network underpricing tanh, sin and cos stages
+3-5x and overpricing sqrt stages 60x, which it cannot avoid without telling them apart."""
+POLY_MATH = frozenset({"exp", "log", "pow", "erf"})
+"""Math calls that cost a polynomial each (about ten to twenty vector instructions)."""
+MATH_CLASSES = 2
+"""Columns of :func:`math_calls`: (``LIBM_MATH`` calls, ``POLY_MATH`` calls) per point."""
+
+
+def math_calls(exprs: Sequence[ir.Expr]) -> np.ndarray:
+    """Calls per point of the costly math functions in a stage's expressions, by class (columns
+    ``LIBM_MATH``, ``POLY_MATH``); float32 [2]. Names are Halide's (``tanh_f32``, ``exp_f64``)."""
+    out = np.zeros(MATH_CLASSES, dtype=np.float32)
+    for e in exprs:
+        for n in ir.walk(e):
+            if isinstance(n, ir.Call) and n.call_type in (CallType.Extern, CallType.PureExtern):
+                base = n.name.rsplit("_f", 1)[0] if n.name.endswith(("_f16", "_f32", "_f64")) else n.name
+                if base in LIBM_MATH:
+                    out[0] += 1
+                elif base in POLY_MATH:
+                    out[1] += 1
+    return out
+
+
 def classify_type(t: ir.Type) -> int:
     """Column of a type in the histograms (Halide's ``classify_type``)."""
     if t.is_float:

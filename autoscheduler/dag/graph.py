@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
+import numpy as np
+
 from ..errors import EstimateError, UnsupportedPipelineError
 from ..ir import nodes as ir
 from ..ir.decode import decode_bytes, decode_pipeline
 from ..ir.schema import CallType, TypeCode
 from .bounds import (BoundsEvaluator, End, Interval, Lin, Num, ParamEstimates, compile_box, e_max, e_min,
                      type_bounds)
-from .features import Differentiator, Jacobian, LoadJacobian, PipelineFeatures, StageFeaturizer
+from .features import (MATH_CLASSES, Differentiator, Jacobian, LoadJacobian, PipelineFeatures, StageFeaturizer,
+                       math_calls)
 from .simplify import Simplifier
 
 
@@ -176,6 +179,8 @@ class Stage:
     incoming_edges: list[Edge] = field(default_factory=list)
     narrowest_bits: int = 0
     loop_bounds: Box = ()
+    # costly math calls per point by class (``features.math_calls``): not in Halide's features
+    math_calls: np.ndarray = field(default_factory=lambda: np.zeros(MATH_CLASSES, dtype=np.float32))
 
     @property
     def is_update(self) -> bool:
@@ -422,6 +427,12 @@ class FunctionDAG:
         """Stages in the order of Adams2019's featurization records: nodes outputs first, inputs
         skipped, each node's stages last update first."""
         return [s for n in reversed(self.nodes) if not n.is_input for s in reversed(n.stages)]
+
+    def math_calls(self) -> np.ndarray:
+        """[S, 2] float32: each stage's costly math calls per point (``features.math_calls``), rows in
+        ``featurization_order``."""
+        rows = [st.math_calls for st in self.featurization_order()]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, MATH_CLASSES), np.float32)
 
     def ancestors(self, node: Node) -> set[int]:
         """Realization indices of every Func ``node`` depends on, transitively."""
@@ -714,6 +725,7 @@ class FunctionDAG:
         st.narrowest_bits = collector.narrowest
         featurizer = StageFeaturizer(node.name, [l.var for l in st.loops], simplifier)
         st.features = featurizer.run(d)
+        st.math_calls = math_calls(exprs)
 
         # Halide's is_pointwise test: every Func/Image call indexes with exactly the pure args.
         pointwise = True
