@@ -240,7 +240,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            "use --split all on tiny data sets")
     weights = args.weights or [str(BASELINE_WEIGHTS)]
     if args.profiles:
-        print(f"per-stage profiles: {_attach_profiles(args.profiles, held)} held-out schedule(s)")
+        print(f"per-stage profiles: {_attach_profiles(args.profiles, held)} schedule(s) of the "
+              f"'{args.split}' pipelines")
     random_held = [p for p in held if not p.bundled]
     bundled = sorted({p.name for p in held if p.bundled})
     print(f"held-out ({args.split}) pipelines: {len(random_held)} random, {len(bundled)} bundled workload(s)")

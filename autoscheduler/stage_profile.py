@@ -163,7 +163,8 @@ def runs_for(runtime_ms: float, sampled_ms: float, max_runs: int) -> int:
 
 
 RUN_NICE, COMPILE_NICE = -10, 10
-"""Scheduling priorities of a child's threads while its profiled runs execute, and otherwise."""
+"""Scheduling priorities of a child's threads while its profiled runs execute, and otherwise (the
+child starts at COMPILE_NICE; after the runs each thread gets back the priority it had)."""
 
 
 def _set_nice(value: int) -> bool:
@@ -185,13 +186,14 @@ def _run_lock(path: str | None) -> Any:
     parallel stages more than its serial ones, which would skew the shares."""
     import fcntl
     fh = open(path, "a") if path else None
+    before = os.getpriority(os.PRIO_PROCESS, 0)
     try:
         if fh is not None:
             fcntl.flock(fh, fcntl.LOCK_EX)
         _set_nice(RUN_NICE)
         yield
     finally:
-        _set_nice(COMPILE_NICE)
+        _set_nice(before)
         if fh is not None:
             fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()

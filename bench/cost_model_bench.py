@@ -48,6 +48,7 @@ from autoscheduler.features import Featurizer  # noqa: E402
 from autoscheduler.state import State  # noqa: E402
 from cost_model.adams_net import AdamsNet  # noqa: E402
 from cost_model.our_net import OurNet  # noqa: E402
+from autoscheduler.cost import stage_inputs  # noqa: E402
 from cost_model.train import BASELINE_WEIGHTS, load_model  # noqa: E402
 
 TARGET = "x86-64-linux-avx2-fma-f16c-sse41"
@@ -113,8 +114,9 @@ def bench_pipeline(name: str, sizes_kind: str, batch: int, parallelism: int, see
         "featurize_warm_per_s": 1.0 / warm_s if warm_s > 0 else float("nan"),
     }
     for label, model in models.items():
+        extra = stage_inputs(model, batches[0])   # e.g. each stage's math calls, for a network that takes them
         with torch.no_grad():
-            per_call = cpu_time(lambda: model(pipe, sched, parallelism), reps)
+            per_call = cpu_time(lambda: model(pipe, sched, parallelism, **extra), reps)
         row[f"{label}_per_s"] = n / per_call if per_call > 0 else float("nan")
         row[f"{label}_ms_per_batch"] = 1e3 * per_call
         row[f"{label}_with_fresh_featurize_per_s"] = 1.0 / (fresh_s + per_call / n)

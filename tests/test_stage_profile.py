@@ -93,10 +93,10 @@ def test_a_profile_splits_the_time_between_root_funcs():
     assert sum(parts["group_ms"]) <= parts["total_ms"] * 1.01
 
 
-def test_profile_command_appends_resumes_and_reads_back(tmp_path):
+def test_profile_command_appends_resumes_and_reads_back(tmp_path, capsys):
     inl, root = _blur_state("inline"), _blur_state("root")
     db = tmp_path / "s.jsonl.gz"
-    samples = [Sample("blur", SIZES, "h0", AVX2, "dev", 2, [d.to_dict() for d in st.decisions], 1e-3, "OK")
+    samples = [Sample("blur", SIZES, "h0", AVX2, "dev", 2, [d.to_dict() for d in st.decisions], 1e-5, "OK")
                for st in (inl, root)]
     with gzip.open(db, "wt") as fh:
         fh.write(json.dumps({"format": "halide-toolkit-samples", "version": 1, "count": 2}) + "\n")
@@ -112,6 +112,24 @@ def test_profile_command_appends_resumes_and_reads_back(tmp_path):
         fh.write('{"pipeline": "blur", "trunc')
     assert set(read_profiles(out)) == set(got)
     assert cli.main(["profile", "--db", str(db), "--out", str(out), "--shard", "2/2"]) == 2
+    # evaluate reports how well a model splits these schedules' time between their stages (with
+    # enough samples, and each profile's time as the measured one, so that none is left out)
+    out2 = tmp_path / "p2.jsonl.gz"
+    assert cli.main(["profile", "--db", str(db), "--out", str(out2), "--sampled-ms", "400", "--max-runs", "4000",
+                     "--quiet"]) == 0
+    timed = read_profiles(out2)
+    with gzip.open(db, "wt") as fh:
+        fh.write(json.dumps({"format": "halide-toolkit-samples", "version": 1, "count": 2}) + "\n")
+        for s in samples:
+            t = timed[("h0", s.trace_hash())]
+            assert t.samples >= 50
+            fh.write(json.dumps({**s.to_export(), "runtime_s": t.total_ms / 1e3}) + "\n")
+    out = out2
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--db", str(db), "--profiles", str(out), "--split", "all", "--quiet",
+                     "--cache-dir", str(tmp_path / "cache")]) == 0
+    text = capsys.readouterr().out
+    assert "per-stage profiles: 2 schedule(s) of the 'all' pipelines" in text and "stage shares (2 profiled" in text
 
 
 def _data(b: int = 6, s: int = 3, seed: int = 0) -> PipelineData:

@@ -641,7 +641,7 @@ class _Tuner:
                             self.threads, np.asarray(feat.pipeline, dtype=np.float32),
                             np.stack([self.rows_cache[h] for h in keep]).astype(np.float32),
                             np.asarray([fastest[h] * 1e3 for h in keep], dtype=np.float64), keep,
-                            stage_factors=factors)
+                            stage_factors=factors, stage_math=self.space.dag.math_calls())
 
     def load_replay(self) -> list[Any]:
         if self.replay_data is None:
