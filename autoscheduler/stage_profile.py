@@ -16,10 +16,16 @@ holds, per featurized stage (``FunctionDAG.featurization_order``), the index of 
 group the milliseconds per run; the training loss compares the network's stage costs summed per
 group with these shares (``cost_model.train``).
 
+What the profiles showed (data/README.md): Halide's features count a tanh (a libm call per element)
+and a sqrt (one instruction) as the same ``ExternCall``, and the networks mispriced such stages 2-30x;
+``dag.features.math_calls`` now tells them apart. Training on the shares themselves
+(``--stage-weight``) was neutral with half the training pipelines profiled.
+
 Each pipeline is profiled in a child process (it JIT-compiles; a crash or a hang costs that
-pipeline only), with ``HL_NUM_THREADS`` as measured; the profiler's reports are printed through
-Python's ``sys.stdout`` by Halide's bindings, which the child captures per schedule and parses. Records are appended to a gzipped
-JSON-lines file, one pipeline at a time, so an interrupted run resumes where it stopped.
+pipeline only), with ``HL_NUM_THREADS`` as measured; Halide's bindings print the profiler's reports
+through Python's ``sys.stdout``, which the child captures per schedule and parses. Records are
+appended to a gzipped JSON-lines file, one pipeline at a time, so an interrupted run resumes where
+it stopped.
 """
 
 from __future__ import annotations

@@ -214,7 +214,8 @@ class PipelineData:
     # stage (-1: none) and [B, G] each group's measured share of the time (NaN rows: no profile)
     stage_group: np.ndarray | None = None
     group_share: np.ndarray | None = None
-    # [S, 2] costly math calls per point of each stage (``Featurizer.math``), for networks that take them
+    # [S, 2] costly math calls per point of each stage (``FunctionDAG.math_calls``), for networks that
+    # take them (``OurNetConfig.math_inputs``)
     stage_math: np.ndarray | None = None
 
     @property
@@ -557,5 +558,6 @@ def iter_batches(data: PipelineData, batch_size: int, rng: np.random.Generator) 
 
 __all__ = ["Sample", "PipelineData", "Dataset", "Split", "FeatureCache", "DatasetError", "read_samples",
            "write_export", "load_dataset", "featurize_group", "group_samples", "split_pipelines",
-           "split_role", "attach_profiles", "rebuild", "replay", "featurizer_fingerprint", "iter_batches", "is_random_name",
+           "split_role", "attach_profiles", "rebuild", "replay", "featurizer_fingerprint", "iter_batches",
+           "is_random_name",
            "DEFAULT_CACHE_DIR", "EXPORT_FORMAT", "EXPORT_VERSION"]

@@ -181,17 +181,19 @@ def stage_share_loss(stage_costs: torch.Tensor, stage_group: np.ndarray, group_s
     rows = torch.isfinite(share).all(dim=-1)
     if not bool(rows.any()):
         return None
-    groups = torch.from_numpy(np.asarray(stage_group, dtype=np.int64))
-    g = share.shape[-1]
-    costs = stage_costs[rows]
-    idx = groups[rows]
-    valid = idx >= 0
-    pred = torch.zeros(costs.shape[0], g + 1, dtype=costs.dtype)
-    pred = pred.scatter_add(1, torch.where(valid, idx, torch.full_like(idx, g)), costs)[:, :g]
+    pred = group_costs(stage_costs[rows], np.asarray(stage_group)[rows.numpy()], share.shape[-1])
     pred = pred / torch.clamp(pred.sum(dim=-1, keepdim=True), min=1e-12)
     target = share[rows]
     kl = target * (torch.log(torch.clamp(target, min=1e-12)) - torch.log(torch.clamp(pred, min=1e-6)))
     return kl.sum(dim=-1).mean()
+
+
+def group_costs(stage_costs: torch.Tensor, stage_group: np.ndarray, groups: int) -> torch.Tensor:
+    """[B, S] stage costs summed into [B, ``groups``] by each stage's group (-1: counted nowhere)."""
+    idx = torch.from_numpy(np.asarray(stage_group, dtype=np.int64))
+    idx = torch.where(idx >= 0, idx, torch.full_like(idx, groups))
+    out = torch.zeros(stage_costs.shape[0], groups + 1, dtype=stage_costs.dtype)
+    return out.scatter_add(1, idx, stage_costs)[:, :groups]
 
 
 @torch.no_grad()
@@ -284,15 +286,12 @@ def stage_share_metrics(model: nn.Module, pipelines: Sequence[PipelineData]) -> 
             _, _, costs = _predictions(model, p)
             if costs is None:
                 continue
-            rows = np.isfinite(p.group_share).all(axis=-1)
-            g = p.group_share.shape[-1]
-            for i in np.flatnonzero(rows):
+            rows = np.flatnonzero(np.isfinite(p.group_share).all(axis=-1))
+            pred = group_costs(costs[rows], p.stage_group[rows], p.group_share.shape[-1])
+            for k, i in enumerate(rows):
                 kl = stage_share_loss(costs[i:i + 1], p.stage_group[i:i + 1], p.group_share[i:i + 1])
                 kls.append(float(kl) if kl is not None else math.nan)
-                pred = np.zeros(g + 1)
-                idx = np.where(p.stage_group[i] >= 0, p.stage_group[i], g)
-                np.add.at(pred, idx, costs[i].double().numpy())
-                hits.append(int(np.argmax(pred[:g])) == int(np.argmax(p.group_share[i])))
+                hits.append(int(torch.argmax(pred[k])) == int(np.argmax(p.group_share[i])))
     finally:
         model.train(was)
     n = len(kls)
@@ -513,5 +512,5 @@ def load_model(path: str | os.PathLike[str], *, check_host: bool = True) -> nn.M
 
 __all__ = ["TrainOptions", "TrainResult", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
            "train", "finetune", "torch_threads", "save_model", "load_model", "log_predictions",
-           "stage_share_loss", "stage_share_metrics", "MODEL_KINDS",
+           "stage_share_loss", "stage_share_metrics", "group_costs", "MODEL_KINDS",
            "BASELINE_WEIGHTS", "flush_denormals"]
