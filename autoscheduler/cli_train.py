@@ -125,7 +125,7 @@ def _attach_profiles(files: list[str], pipelines: list[Any]) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.dataset import featurizer_fingerprint
-    from cost_model.train import TrainOptions, evaluate, make_model, save_model, train
+    from cost_model.train import TrainOptions, evaluate, make_model, save_model, train, train_seeds
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
     print(f"split by pipeline: {split.describe()}")
@@ -155,23 +155,25 @@ def cmd_train(args: argparse.Namespace) -> int:
                           adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs)
     if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
         raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
+    if args.jobs < 1:
+        raise ToolkitError(f"--jobs {args.jobs}: give one or more worker processes")
     model = make_model(args.model, args.init, seed=args.seed, config=config)
     before = {name: evaluate(model, ps) for name, ps in (("val", split.val), ("test", split.test)) if ps}
-    result = train(model, split.train, split.val, opts)
-    print(f"trained {result.epochs_run} epoch(s) in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
-          + (" (early stop)" if result.stopped_early else ""))
     if args.ensemble > 1:
-        import dataclasses
         from cost_model.our_net import OurNet
-        nets = [result.model]
-        for k in range(1, args.ensemble):
-            seed = args.seed + k
-            r = train(make_model(args.model, args.init, seed=seed, config=config), split.train, split.val,
-                      dataclasses.replace(opts, seed=seed))
-            print(f"  seed {seed}: {r.epochs_run} epoch(s) in {r.elapsed_s:.1f} s; best epoch {r.best_epoch}")
-            nets.append(r.model)
-        result.model = OurNet.ensemble([n for n in nets if isinstance(n, OurNet)])
-        print(f"averaged {len(nets)} networks trained from seeds {args.seed}..{args.seed + args.ensemble - 1}")
+        seeds = list(range(args.seed, args.seed + args.ensemble))
+        runs = train_seeds(args.model, args.init, config, split.train, split.val, opts, seeds, jobs=args.jobs)
+        for seed, r in zip(seeds, runs):
+            print(f"  seed {seed}: {r.epochs_run} epoch(s) in {r.elapsed_s:.1f} s; best epoch {r.best_epoch}"
+                  + (" (early stop)" if r.stopped_early else ""))
+        result = runs[0]
+        result.model = OurNet.ensemble([r.model for r in runs if isinstance(r.model, OurNet)])
+        print(f"averaged {len(runs)} networks trained from seeds {seeds[0]}..{seeds[-1]}"
+              + (f" in {min(args.jobs, len(runs))} processes" if args.jobs > 1 else ""))
+    else:
+        result = train(model, split.train, split.val, opts)
+        print(f"trained {result.epochs_run} epoch(s) in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
+              + (" (early stop)" if result.stopped_early else ""))
     metrics: dict[str, float] = {}
     for name, ps in (("train", split.train), ("val", split.val), ("test", split.test)):
         if not ps:
@@ -352,6 +354,8 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--members", type=int, default=1, help="our network: ensemble members (averaged)")
     sp.add_argument("--ensemble", type=int, default=1, metavar="N", help="our network: train N networks "
                     "apart (seeds --seed..--seed+N-1, each early-stopped) and ship their average")
+    sp.add_argument("--jobs", type=int, default=1, metavar="J", help="with --ensemble: train that many "
+                    "networks at once, one process each (one per core)")
     sp.add_argument("--dropout", type=float, default=0.0, help="our network: dropout")
     sp.add_argument("--normalize", action="store_true", help="our network: standardise the log features "
                     "with training-set statistics")

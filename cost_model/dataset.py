@@ -353,7 +353,6 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
     Duplicate traces keep their fastest measurement. ``stats`` counts what was skipped and why.
     """
     from autoscheduler.errors import ToolkitError as _TE
-    from autoscheduler.features import featurizer_for
     stats = stats if stats is not None else {}
     best: dict[str, Sample] = {}
     for s in samples:
@@ -373,6 +372,8 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
     pipe, mask, math_, rows = cache.load(first.pipeline_hash, first.target, first.num_threads)
     missing = [h for h in best if h not in rows]
     if missing or pipe is None or mask is None or math_ is None:
+        # only a cache miss builds the pipeline: a full cache trains where Halide is not installed
+        from autoscheduler.features import featurizer_for
         try:
             rb = rebuild(first.pipeline, first.sizes, first.target, first.num_threads)
         except (_TE, ValueError) as e:

@@ -35,7 +35,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -418,6 +418,35 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
     return TrainResult(model, best_epoch, epoch, history, time.perf_counter() - start, stopped)
 
 
+def _train_seed(job: tuple[str, str | None, OurNetConfig | None, Sequence[PipelineData], Sequence[PipelineData],
+                           TrainOptions]) -> TrainResult:
+    """One network of :func:`train_seeds` (module-level so a worker process can run it)."""
+    kind, init, config, train_set, val_set, opts = job
+    return train(make_model(kind, init, seed=opts.seed, config=config), train_set, val_set, opts)
+
+
+def train_seeds(kind: str, init: str | None, config: OurNetConfig | None, train_set: Sequence[PipelineData],
+                val_set: Sequence[PipelineData], opts: TrainOptions, seeds: Sequence[int], *,
+                jobs: int = 1) -> list[TrainResult]:
+    """Train one network per seed (``make_model(seed=s)`` and ``opts`` with ``seed=s``), in ``jobs``
+    worker processes at once; results in the order of ``seeds``.
+
+    Why: an ensemble's networks are independent, and each trains on one thread (the matrices are
+    small), so N cores train N of them in the time of one. A network trained in a worker is the one
+    the same seed trains here (same data, same seeded initialisation and batch order)."""
+    runs = [(kind, init, config, train_set, val_set,
+             replace(opts, seed=s, progress=False if jobs > 1 else opts.progress,
+                                 log=None if jobs > 1 else opts.log)) for s in seeds]
+    if jobs <= 1 or len(runs) <= 1:
+        return [_train_seed(r) for r in runs]
+    import concurrent.futures
+    import multiprocessing
+    # spawn: a forked child would inherit torch's thread pool state, and the caller may hold threads
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(runs)),
+                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_train_seed, runs))
+
+
 def finetune(model: nn.Module, target: PipelineData | Sequence[PipelineData],
              replay: Sequence[PipelineData] = (), *, steps: int = 50, lr: float = 1e-4,
              replay_per_step: int = 1, opts: TrainOptions | None = None) -> nn.Module:
@@ -511,6 +540,6 @@ def load_model(path: str | os.PathLike[str], *, check_host: bool = True) -> nn.M
 
 
 __all__ = ["TrainOptions", "TrainResult", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
-           "train", "finetune", "torch_threads", "save_model", "load_model", "log_predictions",
+           "train", "train_seeds", "finetune", "torch_threads", "save_model", "load_model", "log_predictions",
            "stage_share_loss", "stage_share_metrics", "group_costs", "MODEL_KINDS",
            "BASELINE_WEIGHTS", "flush_denormals"]

@@ -350,3 +350,25 @@ def test_denormal_weights_are_flushed_on_save_and_load(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(back(pipe, sched, 2), before)
     assert flush_denormals(net) == 3 * first.weight.shape[0] and flush_denormals(net) == 0
+
+
+def test_networks_trained_in_worker_processes_equal_those_trained_here() -> None:
+    from cost_model.dataset import PipelineData
+    from cost_model.train import TrainOptions, train_seeds
+    data = []
+    for k in range(3):
+        pipe, sched = _batch(20 + k, b=6)
+        runtimes = sched[:, :, 24].double().sum(1).numpy() * 1e-6 + 1e-3
+        data.append(PipelineData(f"random_{k}", {}, f"{k:064x}", "t", "d", 2, pipe.numpy(), sched.numpy(),
+                                 runtimes))
+    cfg = OurNetConfig(pipeline_dim=8, hidden=16)
+    opts = TrainOptions(epochs=3, patience=3)
+    here = train_seeds("ours", None, cfg, data[:2], data[2:], opts, [3, 4], jobs=1)
+    apart = train_seeds("ours", None, cfg, data[:2], data[2:], opts, [3, 4], jobs=2)
+    assert [r.best_epoch for r in here] == [r.best_epoch for r in apart]
+    pipe, sched = torch.from_numpy(data[2].pipeline), torch.from_numpy(data[2].schedule)
+    with torch.no_grad():
+        for a, b in zip(here, apart):
+            torch.testing.assert_close(a.model(pipe, sched, 2), b.model(pipe, sched, 2), rtol=0, atol=0)
+        # different seeds, different networks
+        assert not torch.equal(here[0].model(pipe, sched, 2), here[1].model(pipe, sched, 2))
