@@ -1,0 +1,124 @@
+"""Schedules our search space can reach that Halide compiles into wrong code (found by ``collect``).
+
+``autoschedule collect`` checks every measured schedule against the compute_root output and records a
+mismatch as WRONG_ANSWER; these tests replay such schedules from the committed data set so that the
+cause stays in view until the search space avoids it (or Halide fixes it).
+
+random_347 (seed 347, default sizes): the input's boundary-condition Func ``s0_input`` is computed at
+the output's row loop ``y`` and stored at its (parallel, split) column loop ``x_o``, which lies outside
+``y``. About 19% of the outputs come out wrong (NaN at the first point: memory never written), also
+with the output's loop made serial, and right once the storage is at the compute level. All five
+wrong answers of seeds 276-369 (random_347 once, random_362 four times) have this placement, for the
+input wrapper, stored at ``x_o`` and computed at ``y``. Reduced line by line (``REDUCED``: every other
+Func inline, the stencil's reduction where Halide puts it), the schedule stays wrong; a hand-written
+pipeline of the same shape (boundary condition, 5x5 stencil, 2x2 pooling, the output's loops) did
+not reproduce it, so the trigger is still open.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import halide_pipelines
+from autoscheduler.apply import apply_state, schedule_source
+from autoscheduler.dag import FunctionDAG
+from autoscheduler.state import SearchSpace
+from cost_model.dataset import read_samples, replay
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "samples_276.jsonl.gz"
+
+REDUCED = """\
+s7_avg = pipeline.get_func(9)
+repeat_edge = pipeline.get_func(8)
+s5_pool = pipeline.get_func(7)
+s4_stencil_rdom = pipeline.get_func(6)
+s4_stencil_rdom_sum = pipeline.get_func(5)
+s3_abs = pipeline.get_func(4)
+s2_div = pipeline.get_func(3)
+repeat_edge_2 = pipeline.get_func(2)
+s0_input = pipeline.get_func(1)
+c = hl.Var('c')
+c_v = hl.Var('c_v')
+x = hl.Var('x')
+x_o = hl.Var('x_o')
+x_u = hl.Var('x_u')
+y = hl.Var('y')
+(s7_avg
+    .split(c, c, c_v, 16, hl.TailStrategy.GuardWithIf)
+    .split(x, x_o, x_u, 4, hl.TailStrategy.GuardWithIf)
+    .reorder(c_v, x_u, c, y, x_o))
+(repeat_edge
+    .split(c, c, c_v, 16, hl.TailStrategy.RoundUp))
+(s5_pool
+    .split(c, c, c_v, 16, hl.TailStrategy.RoundUp))
+(s4_stencil_rdom
+    .split(c, c, c_v, 16, hl.TailStrategy.RoundUp))
+(s4_stencil_rdom_sum
+    .never_partition([x, y]))
+s4_stencil_rdom_r_x, s4_stencil_rdom_r_y = s4_stencil_rdom_sum.rvars(0)
+(s4_stencil_rdom_sum.update(0)
+    .split(c, c, c_v, 16, hl.TailStrategy.RoundUp))
+(s3_abs
+    .split(x, x_o, x_u, 6, hl.TailStrategy.RoundUp))
+(s2_div
+    .split(c, c, c_v, 16, hl.TailStrategy.RoundUp))
+s0_input.compute_at(s7_avg, y)
+s0_input.store_at(s7_avg, x_o)
+(s0_input
+    .never_partition([x, y]))
+"""
+
+
+def _case(name: str) -> tuple[str, Callable[[str], int]]:
+    import halide as hl
+    wrong = [s for s in read_samples(DATA, include_failures=True)
+             if s.pipeline == name and s.error_code == "WRONG_ANSWER"]
+    assert wrong, f"{DATA}: no WRONG_ANSWER sample of {name}"
+    s = wrong[0]
+    spec = halide_pipelines.get(name)
+    dag = FunctionDAG.from_pipeline(spec.build(**s.sizes).pipeline())
+    state = replay(SearchSpace(dag, s.target, s.num_threads), s.trace or [])
+    inputs = spec.make_inputs(0, **s.sizes)
+    target = hl.get_host_target()
+    reference = halide_pipelines.realize(spec.build(**s.sizes), inputs, target)[0]
+
+    def wrong_points(source: str) -> int:
+        built = spec.build(**s.sizes)
+        p = built.pipeline()
+        apply_state(state, p, source)
+        out = halide_pipelines.realize(built, inputs, target, pipeline=p)[0]
+        return int((~np.isclose(out, reference, rtol=spec.rtol, atol=spec.atol)).sum())
+
+    return schedule_source(state), wrong_points
+
+
+def test_the_same_schedule_with_storage_at_the_compute_level_is_right() -> None:
+    source, wrong_points = _case("random_347")
+    assert "s0_input.store_at(s7_avg, x_o)" in source and "s0_input.compute_at(s7_avg, y)" in source
+    kept = "\n".join(line for line in source.splitlines() if not line.startswith("s0_input.store_at("))
+    assert wrong_points(kept) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="Halide: an input wrapper stored at x_o and computed at y inside it "
+                                       "is computed wrongly (random_347); the search space still emits it")
+def test_input_wrapper_stored_outside_its_compute_loop_gives_the_reference() -> None:
+    source, wrong_points = _case("random_347")
+    assert wrong_points(source) == 0
+
+
+def test_the_reduced_schedule_is_right_with_storage_at_the_compute_level() -> None:
+    _, wrong_points = _case("random_347")
+    assert "s0_input.store_at(s7_avg, x_o)" in REDUCED
+    assert wrong_points(REDUCED.replace("s0_input.store_at(s7_avg, x_o)\n", "")) == 0
+    assert wrong_points(REDUCED.replace("store_at(s7_avg, x_o)", "store_at(s7_avg, y)")) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="Halide: the reduced random_347 schedule (input wrapper stored at x_o, "
+                                       "computed at y) is computed wrongly")
+def test_reduced_schedule_gives_the_reference() -> None:
+    _, wrong_points = _case("random_347")
+    assert wrong_points(REDUCED) == 0
