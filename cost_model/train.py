@@ -435,8 +435,8 @@ def train_seeds(kind: str, init: str | None, config: OurNetConfig | None, train_
     small), so N cores train N of them in the time of one. A network trained in a worker is the one
     the same seed trains here (same data, same seeded initialisation and batch order)."""
     runs = [(kind, init, config, train_set, val_set,
-             replace(opts, seed=s, progress=False if jobs > 1 else opts.progress,
-                                 log=None if jobs > 1 else opts.log)) for s in seeds]
+             replace(opts, seed=s, progress=opts.progress and jobs <= 1, log=opts.log if jobs <= 1 else None))
+            for s in seeds]
     if jobs <= 1 or len(runs) <= 1:
         return [_train_seed(r) for r in runs]
     import concurrent.futures

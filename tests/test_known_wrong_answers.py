@@ -12,7 +12,11 @@ wrong answers of seeds 276-369 (random_347 once, random_362 four times) have thi
 input wrapper, stored at ``x_o`` and computed at ``y``. Reduced line by line (``REDUCED``: every other
 Func inline, the stencil's reduction where Halide puts it), the schedule stays wrong; a hand-written
 pipeline of the same shape (boundary condition, 5x5 stencil, 2x2 pooling, the output's loops) did
-not reproduce it, so the trigger is still open.
+not reproduce it, so the trigger is still open. What is wrong: exactly the output's first three rows
+(y = 0-2, every x and c; 6,144 values of the reduced schedule). In the lowered code (x86-64-linux),
+the sliding window's production of ``s0_input`` at output row y starts at row
+``max(2 * max(y, 1) + 4, realized min)``, as if the window's warm-up (the first iteration must
+produce all the rows it reads) were lost. Any x86 target gives the same.
 """
 
 from __future__ import annotations
