@@ -114,9 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         schedules.apply_source(source or "", pipeline)
         nest = loop_nest(pipeline)
         if args.repeats > 0 and not gpu and spec is not None and built is not None:
-            from .timing import time_pipeline
-            timing = time_pipeline(built, pipeline, spec.make_inputs(0, **sizes), target,
-                                   repeats=args.repeats)
+            from .timing import check_against_root, time_pipeline
+            inputs = spec.make_inputs(0, **sizes)
+            timing = time_pipeline(built, pipeline, inputs, target, repeats=args.repeats)
+            wrong = check_against_root(spec, sizes, built, pipeline, inputs, target)
+            if wrong is not None:
+                raise ToolkitError(f"the {args.schedule} schedule of {name} computes wrong values ({wrong}); "
+                                   "--print-schedule shows it")
+            print("# output check: equal to the compute_root schedule's output")
     else:
         # The plugin searches, and its schedule is timed, in a worker process (a plugin can abort).
         result = baselines.search(pipeline, args.schedule, None, target,

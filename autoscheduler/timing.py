@@ -53,3 +53,23 @@ def time_pipeline(built: BuiltPipeline, pipeline: hl.Pipeline, inputs: Mapping[s
     del keep
     return {"compile_s": compile_s, "min_ms": min(samples), "median_ms": statistics.median(samples),
             "inner_repeats": float(inner)}
+
+
+def check_against_root(spec: Any, sizes: Mapping[str, int], built: BuiltPipeline, pipeline: hl.Pipeline,
+                       inputs: Mapping[str, Any], target: hl.Target) -> str | None:
+    """Run the scheduled ``pipeline`` once and the workload's compute_root schedule on the same inputs:
+    None when the outputs agree within the workload's tolerance, else what differs (one line).
+
+    Why: a schedule Halide accepts can still compute wrong values (a sliding window that loses its
+    warm-up rows, ``tests/test_known_wrong_answers.py``); measured schedules are checked by the
+    measurement layer, and ``autoschedule run`` checks the one it prints the same way."""
+    from halide_pipelines.spec import realize
+
+    from .measure.timing import compare
+    from .schedules import apply_source, root_source
+    out = realize(built, inputs, target, pipeline=pipeline)
+    ref_built = spec.build(**sizes)
+    ref_pipeline = ref_built.pipeline()
+    apply_source(root_source(ref_pipeline), ref_pipeline)
+    ref = realize(ref_built, inputs, target, pipeline=ref_pipeline)
+    return compare(out, ref, spec.rtol, spec.atol, getattr(spec, "mismatch_fraction", 0.0))

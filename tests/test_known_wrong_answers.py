@@ -126,3 +126,30 @@ def test_the_reduced_schedule_is_right_with_storage_at_the_compute_level() -> No
 def test_reduced_schedule_gives_the_reference() -> None:
     _, wrong_points = _case("random_347")
     assert wrong_points(REDUCED) == 0
+
+
+def test_run_checks_the_output_of_the_schedule_it_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """``autoschedule run`` compares its pick's output with the compute_root output; the helper it
+    uses names the wrong schedule above and passes the right one."""
+    import halide as hl
+
+    from autoscheduler import cli
+    from autoscheduler.timing import check_against_root
+    s = next(x for x in read_samples(DATA, include_failures=True)
+             if x.pipeline == "random_347" and x.error_code == "WRONG_ANSWER")
+    spec = halide_pipelines.get("random_347")
+    inputs = spec.make_inputs(0, **s.sizes)
+    target = hl.get_host_target()
+    source, _ = _case("random_347")
+    fixed = "\n".join(line for line in source.splitlines() if not line.startswith("s0_input.store_at("))
+    verdicts = []
+    for src in (source, fixed):
+        built = spec.build(**s.sizes)
+        p = built.pipeline()
+        dag = FunctionDAG.from_pipeline(spec.build(**s.sizes).pipeline())
+        apply_state(replay(SearchSpace(dag, s.target, s.num_threads), s.trace or []), p, src)
+        verdicts.append(check_against_root(spec, s.sizes, built, p, inputs, target))
+    assert verdicts[0] is not None and "differ from the compute_root reference" in verdicts[0]
+    assert verdicts[1] is None
+    assert cli.main(["run", "blur", "--small", "--no-reference", "--repeats", "1"]) == 0
+    assert "# output check: equal to the compute_root schedule's output" in capsys.readouterr().out
