@@ -125,7 +125,7 @@ def _attach_profiles(files: list[str], pipelines: list[Any]) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.dataset import featurizer_fingerprint
-    from cost_model.train import TrainOptions, evaluate, make_model, save_model, train, train_seeds
+    from cost_model.train import TrainOptions, evaluate, make_model, save_model, train_seeds
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
     print(f"split by pipeline: {split.describe()}")
@@ -159,21 +159,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ToolkitError(f"--jobs {args.jobs}: give one or more worker processes")
     model = make_model(args.model, args.init, seed=args.seed, config=config)
     before = {name: evaluate(model, ps) for name, ps in (("val", split.val), ("test", split.test)) if ps}
-    if args.ensemble > 1:
+    seeds = list(range(args.seed, args.seed + args.ensemble))
+    runs = train_seeds(args.model, args.init, config, split.train, split.val, opts, seeds, jobs=args.jobs)
+    for seed, r in zip(seeds, runs):
+        print(f"trained seed {seed}: {r.epochs_run} epoch(s) in {r.elapsed_s:.1f} s; best epoch {r.best_epoch}"
+              + (" (early stop)" if r.stopped_early else ""))
+    result = runs[0]
+    if len(runs) > 1:
         from cost_model.our_net import OurNet
-        seeds = list(range(args.seed, args.seed + args.ensemble))
-        runs = train_seeds(args.model, args.init, config, split.train, split.val, opts, seeds, jobs=args.jobs)
-        for seed, r in zip(seeds, runs):
-            print(f"  seed {seed}: {r.epochs_run} epoch(s) in {r.elapsed_s:.1f} s; best epoch {r.best_epoch}"
-                  + (" (early stop)" if r.stopped_early else ""))
-        result = runs[0]
         result.model = OurNet.ensemble([r.model for r in runs if isinstance(r.model, OurNet)])
         print(f"averaged {len(runs)} networks trained from seeds {seeds[0]}..{seeds[-1]}"
               + (f" in {min(args.jobs, len(runs))} processes" if args.jobs > 1 else ""))
-    else:
-        result = train(model, split.train, split.val, opts)
-        print(f"trained {result.epochs_run} epoch(s) in {result.elapsed_s:.1f} s; best epoch {result.best_epoch}"
-              + (" (early stop)" if result.stopped_early else ""))
     metrics: dict[str, float] = {}
     for name, ps in (("train", split.train), ("val", split.val), ("test", split.test)):
         if not ps:

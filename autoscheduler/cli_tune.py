@@ -108,7 +108,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``tune`` and ``plot`` to the CLI's subparsers."""
-    from .tune.loop import EXECUTORS
+    from .measure.executor import EXECUTORS   # not .tune: registering a sub-command must not import Halide
     sp = subparsers.add_parser("tune", help="autotune a bundled pipeline: search, measure, fine-tune, repeat "
                                "(resumable: rerun the same command after a kill)")
     sp.add_argument("pipeline", help="a name from `autoschedule list`")

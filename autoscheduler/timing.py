@@ -72,4 +72,4 @@ def check_against_root(spec: Any, sizes: Mapping[str, int], built: BuiltPipeline
     ref_pipeline = ref_built.pipeline()
     apply_source(root_source(ref_pipeline), ref_pipeline)
     ref = realize(ref_built, inputs, target, pipeline=ref_pipeline)
-    return compare(out, ref, spec.rtol, spec.atol, getattr(spec, "mismatch_fraction", 0.0))
+    return compare(out, ref, spec.rtol, spec.atol, spec.mismatch_fraction)

@@ -33,6 +33,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from autoscheduler.dag.features import MATH_CLASSES
+
 from .adams_net import AdamsNet
 from .features_layout import NUM_SCHEDULE_FEATURES, PIPELINE_COLS, PIPELINE_ROWS
 from .features_layout import SCHEDULE_FEATURE_INDEX as _F
@@ -106,7 +108,7 @@ def signed_log1p(x: torch.Tensor) -> torch.Tensor:
 SCHEDULE_INPUTS = NUM_SCHEDULE_FEATURES + 2
 """Schedule features + log(cores) + "is the final output stage"."""
 
-MATH_INPUTS = 2
+MATH_INPUTS = MATH_CLASSES
 """Classes of costly math calls a stage's ``stage_math`` row counts (``dag.features.math_calls``)."""
 
 NUM_ADAMS_TERMS = 28
@@ -266,7 +268,7 @@ class OurNet(nn.Module):
         if self.config.math_inputs:
             if stage_math is None:
                 raise ValueError("this network takes each stage's math calls (OurNetConfig.math_inputs): "
-                                 "pass stage_math [stages, 2] (Featurizer.math)")
+                                 "pass stage_math [stages, 2] (FunctionDAG.math_calls())")
             m = torch.as_tensor(stage_math, dtype=torch.float32, device=sched.device)
             m = m.reshape(-1, s, MATH_INPUTS).expand(b, s, MATH_INPUTS)
             points = (sched[..., _F["points_computed_total"]]

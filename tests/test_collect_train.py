@@ -404,3 +404,16 @@ def test_cli_train_then_evaluate(collected, tmp_path, capsys):
     states = generate_states("x", State.initial(dag, "host", 2), 2, ModelCost(str(w), 2), _options())
     assert len(states) == 2 and all(s.is_complete and c is not None and c > 0 for s, c, _ in states)
     assert cli.main(["train", "--db", str(tmp_path / "missing.sqlite"), "--out", str(w)]) == 2
+
+
+def test_the_cli_and_training_import_no_halide() -> None:
+    """`autoschedule train` from a full feature cache runs where Halide is not installed (a lent
+    host's CPU cores): building the CLI and importing the training code must not import it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys; from autoscheduler import cli; cli.build_parser(); import cost_model.train, "
+            "cost_model.dataset; print(sorted(m for m in sys.modules if m.split('.')[0] == 'halide'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"

@@ -34,6 +34,11 @@ ResultCallback = Callable[[int, MeasureResult], None]
 _E = TypeVar("_E", bound="Executor")
 
 
+EXECUTORS = ("local", "ray")
+"""The executors by name (``--executor``): the local process pool, or a Ray cluster
+(``autoscheduler.measure_ray``). Here, where no Halide import happens, so that the CLI can list them."""
+
+
 class Executor(abc.ABC):
     """Builds, checks and times candidates somewhere; results come back in candidate order."""
 

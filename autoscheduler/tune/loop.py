@@ -45,6 +45,7 @@ from ..measure import (DeviceUnavailableError, ErrorCode, Executor, LocalExecuto
                        MeasureOptions, MeasureResult, cuda_available, device_fingerprint, measure_batch,
                        retime_interleaved, trace_hash)
 from ..measure.candidate import is_cuda_target
+from ..measure.executor import EXECUTORS
 from ..records import Record, Records
 from .progress import Progress, ProgressStore, tune_dir
 from .propose import Proposal, ProposeOptions, propose
@@ -52,7 +53,6 @@ from .task import TuneTask, task_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_REPLAY = REPO_ROOT / "data" / "samples_small_tiny.jsonl.gz"
-EXECUTORS = ("local", "ray")
 NO_CUDA_DEVICE = "nothing was measured: no CUDA device on this machine"
 GPU_NO_FINETUNE = "GPU cost not refitted: fewer than 4 schedules measured"
 MIN_GPU_FIT = 4
