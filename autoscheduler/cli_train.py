@@ -152,7 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.our_net import OurNetConfig
     config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
                           context=not args.no_context, members=args.members, normalize=args.normalize,
-                          adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs)
+                          adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs,
+                          extra_inputs=args.extra_inputs)
     if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
         raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
     if args.jobs < 1:
@@ -360,6 +361,9 @@ def register(subparsers: Any) -> None:
                     "terms as extra inputs")
     sp.add_argument("--math-inputs", action="store_true", help="our network: each stage's costly math calls "
                     "(element-by-element libm functions such as tanh, polynomial ones such as exp) as inputs")
+    sp.add_argument("--extra-inputs", action="store_true", help="our network: each stage's scatter stores, "
+                    "gathered accumulator loads and accumulator-latency factor as inputs "
+                    "(autoscheduler.features.extra_inputs)")
     sp.add_argument("--prior", action="store_true", help="our network: learn a correction of a frozen "
                     "AdamsNet with Halide's baseline weights (starts as that prior)")
     sp.add_argument("--list-weight", type=float, default=0.0, help="weight of the ListNet (top of the "

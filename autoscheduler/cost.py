@@ -33,11 +33,22 @@ DEFAULT_WEIGHTS = BASELINE_WEIGHTS
 
 def stage_inputs(net: nn.Module, states: Sequence[Any]) -> dict[str, Any]:
     """Keyword inputs a network takes beyond AdamsNet's three, for states of one search space:
-    each stage's costly math calls for an OurNet trained with them (``OurNetConfig.math_inputs``)."""
+    each stage's costly math calls and extra schedule inputs for an OurNet trained with them
+    (``OurNetConfig.math_inputs``, ``extra_inputs``)."""
     config = getattr(net, "config", None)
+    out: dict[str, Any] = {}
     if states and getattr(config, "math_inputs", False):
-        return {"stage_math": torch.from_numpy(states[0].space.dag.math_calls())}
-    return {}
+        out["stage_math"] = torch.from_numpy(states[0].space.dag.math_calls())
+    if states and getattr(config, "extra_inputs", False):
+        from .features.extra_inputs import batch_extras
+        out["stage_extra"] = torch.from_numpy(batch_extras(states))
+    return out
+
+
+def reads_kernel_factors(net: nn.Module) -> bool:
+    """Whether ``net`` takes the accumulator-latency factor as an input (``extra_inputs``): its stage
+    costs already include it, and multiplying them by it again would count it twice."""
+    return bool(getattr(getattr(net, "config", None), "extra_inputs", False))
 
 
 class CostModel:
@@ -61,13 +72,14 @@ class CostModel:
         """Predicted cost of each state (cost-model units; partial states: decided stages only).
 
         With ``kernel_terms`` (default) each stage's predicted cost is multiplied by its
-        accumulator-latency factor (:mod:`autoscheduler.features.kernel_terms`), which the network's
-        features cannot see; networks without per-stage costs are used as they are."""
+        accumulator-latency factor (:mod:`autoscheduler.features.kernel_terms`), which Halide's
+        features cannot see; networks without per-stage costs, and networks that take the factor as
+        an input (``extra_inputs``), are used as they are."""
         if not states:
             return np.zeros(0)
         inputs = network_inputs(states)
         detailed: Any = getattr(self.net, "forward_detailed", None)
-        if self.kernel_terms and detailed is not None:
+        if self.kernel_terms and detailed is not None and not reads_kernel_factors(self.net):
             from .features.kernel_terms import batch_factors
             sc = self._stage_costs(inputs, states)
             return (sc * batch_factors(list(states))).sum(axis=1)
@@ -111,7 +123,7 @@ class CostModel:
         inputs = network_inputs([state])
         detail = detailed(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, [state]))
         costs = detail.stage_costs[0].double().numpy().reshape(-1)
-        if self.kernel_terms:
+        if self.kernel_terms and not reads_kernel_factors(self.net):
             from .features.kernel_terms import stage_factors
             costs = costs * stage_factors(state)
         order = dag.featurization_order()

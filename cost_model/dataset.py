@@ -41,11 +41,13 @@ import numpy as np
 
 from autoscheduler.errors import ToolkitError
 
+from .features_layout import NUM_EXTRA_INPUTS, NUM_SCHEDULE_FEATURES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "db" / "feature_cache"
 EXPORT_FORMAT = "halide-toolkit-samples"
 EXPORT_VERSION = 1
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class DatasetError(ToolkitError):
@@ -217,6 +219,9 @@ class PipelineData:
     # [S, 2] costly math calls per point of each stage (``FunctionDAG.math_calls``), for networks that
     # take them (``OurNetConfig.math_inputs``)
     stage_math: np.ndarray | None = None
+    # [B, S, 3] extra schedule inputs of each stage (``autoscheduler.features.extra_inputs``), for
+    # networks that take them (``OurNetConfig.extra_inputs``)
+    stage_extra: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -239,7 +244,8 @@ class PipelineData:
                             [self.trace_hashes[i] for i in ix] if self.trace_hashes else [], self.type_mask,
                             None if self.stage_factors is None else self.stage_factors[ix],
                             None if self.stage_group is None else self.stage_group[ix],
-                            None if self.group_share is None else self.group_share[ix], self.stage_math)
+                            None if self.group_share is None else self.group_share[ix], self.stage_math,
+                            None if self.stage_extra is None else self.stage_extra[ix])
 
 
 def is_random_name(name: str) -> bool:
@@ -278,7 +284,8 @@ class FeatureCache:
 
     def load(self, pipeline_hash: str, target: str, num_cores: int
              ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
-        """(pipeline features, type mask, stage math, {trace hash: [S, 39] row}); empty when not cached."""
+        """(pipeline features, type mask, stage math, {trace hash: [S, 39 + 3] row: schedule features
+        then extra inputs}); empty when not cached."""
         p = self.path(pipeline_hash, target, num_cores)
         if p is None or not p.exists():
             return None, None, None, {}
@@ -288,6 +295,8 @@ class FeatureCache:
                 math_ = z["stage_math"]
         except (OSError, ValueError, KeyError, EOFError):
             return None, None, None, {}   # a damaged cache file is rebuilt
+        if sched.ndim != 3 or sched.shape[-1] != ROW_WIDTH:
+            return None, None, None, {}
         return pipe, mask, math_, {str(h): sched[i] for i, h in enumerate(hashes)}
 
     def store(self, pipeline_hash: str, target: str, num_cores: int, pipeline: np.ndarray,
@@ -346,6 +355,22 @@ def replay(space: Any, trace: Sequence[Any]) -> Any:
     return state
 
 
+ROW_WIDTH = NUM_SCHEDULE_FEATURES + NUM_EXTRA_INPUTS
+"""A cached row per stage: the 39 schedule features, then the extra inputs."""
+
+
+def feature_rows(space: Any, states: Sequence[Any]) -> np.ndarray:
+    """[B, S, 39 + 3]: the search's features of ``states`` and their extra inputs (zero on GPU
+    targets, whose network does not take them)."""
+    from autoscheduler.features import featurizer_for
+    feats = np.asarray(featurizer_for(space).batch(states), dtype=np.float32)
+    extra = np.zeros((*feats.shape[:2], NUM_EXTRA_INPUTS), dtype=np.float32)
+    if not getattr(space, "gpu", False):
+        from autoscheduler.features.extra_inputs import batch_extras
+        extra = batch_extras(states)
+    return np.concatenate([feats, extra], axis=-1)
+
+
 def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None,
                     stats: dict[str, int] | None = None) -> PipelineData | None:
     """Featurize the successful samples of one group (same ``group_key``); None when none replays.
@@ -373,7 +398,6 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
     missing = [h for h in best if h not in rows]
     if missing or pipe is None or mask is None or math_ is None:
         # only a cache miss builds the pipeline: a full cache trains where Halide is not installed
-        from autoscheduler.features import featurizer_for
         try:
             rb = rebuild(first.pipeline, first.sizes, first.target, first.num_threads)
         except (_TE, ValueError) as e:
@@ -392,18 +416,19 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
                 if stats["unreplayable"] <= 3:
                     warnings.warn(f"{first.pipeline}: a trace no longer replays ({e}); skipped", stacklevel=2)
         if states:
-            feats = featurizer_for(rb.space).batch(states)
-            for h, row in zip(hashes, feats):
+            for h, row in zip(hashes, feature_rows(rb.space, states)):
                 rows[h] = row
             cache.store(first.pipeline_hash, first.target, first.num_threads, pipe, mask, math_, rows)
     keep = sorted(h for h in best if h in rows)   # the same order from any source
     if not keep:
         return None
-    sched = np.stack([rows[h] for h in keep]).astype(np.float32)
+    stacked = np.stack([rows[h] for h in keep]).astype(np.float32)
+    sched, extra = stacked[..., :NUM_SCHEDULE_FEATURES], stacked[..., NUM_SCHEDULE_FEATURES:]
     runtimes = np.asarray([(best[h].runtime_s or 0.0) * 1e3 for h in keep], dtype=np.float64)
     return PipelineData(first.pipeline, dict(first.sizes), first.pipeline_hash, first.target, first.device,
                         first.num_threads, np.asarray(pipe, dtype=np.float32), sched, runtimes, keep,
-                        np.asarray(mask, dtype=np.float32), stage_math=np.asarray(math_, dtype=np.float32))
+                        np.asarray(mask, dtype=np.float32), stage_math=np.asarray(math_, dtype=np.float32),
+                        stage_extra=np.ascontiguousarray(extra))
 
 
 def group_samples(samples: Iterable[Sample]) -> dict[tuple[str, str, str, int], list[Sample]]:

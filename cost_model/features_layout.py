@@ -107,6 +107,12 @@ SCHEDULE_FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(SCHED
 NUM_SCHEDULE_FEATURES = len(SCHEDULE_FEATURE_NAMES)
 assert NUM_SCHEDULE_FEATURES == 39
 
+EXTRA_INPUT_NAMES: tuple[str, ...] = ("scatter_store_lanes", "gathered_self_load_lanes", "accumulator_stall")
+"""Per-stage schedule inputs beyond Halide's 39 that our network can take (computed by
+``autoscheduler.features.extra_inputs``, which says what each holds); not part of a record."""
+
+NUM_EXTRA_INPUTS = len(EXTRA_INPUT_NAMES)
+
 # --- pipeline features ---------------------------------------------------------------------------
 
 SCALAR_TYPE_NAMES: tuple[str, ...] = ("Bool", "UInt8", "UInt16", "UInt32", "UInt64", "Float", "Double")

@@ -36,7 +36,7 @@ from torch import nn
 from autoscheduler.dag.features import MATH_CLASSES
 
 from .adams_net import AdamsNet
-from .features_layout import NUM_SCHEDULE_FEATURES, PIPELINE_COLS, PIPELINE_ROWS
+from .features_layout import NUM_EXTRA_INPUTS, NUM_SCHEDULE_FEATURES, PIPELINE_COLS, PIPELINE_ROWS
 from .features_layout import SCHEDULE_FEATURE_INDEX as _F
 
 PIPELINE_INPUTS = PIPELINE_ROWS * PIPELINE_COLS
@@ -62,13 +62,16 @@ class OurNetConfig:
     calls per point by class (``autoscheduler.dag.features.math_calls``: element-by-element libm
     functions such as tanh and sin, and polynomial ones such as exp), and those times the points the
     stage computes (inlined calls included), which Halide's features count as one ``ExternCall``
-    whether it is a sqrt or a tanh.
+    whether it is a sqrt or a tanh; ``extra_inputs``: also take each stage's extra schedule inputs
+    (``autoscheduler.features.extra_inputs``: scatter stores and gathered accumulator loads of a
+    stage vectorised across its storage order, and the accumulator-latency factor), which the search
+    then no longer multiplies into the stage's cost.
     """
 
     @property
     def schedule_inputs(self) -> int:
         return (SCHEDULE_INPUTS + (NUM_ADAMS_TERMS if self.adams_terms else 0) + (1 if self.prior else 0)
-                + (2 * MATH_INPUTS if self.math_inputs else 0))
+                + (2 * MATH_INPUTS if self.math_inputs else 0) + (EXTRA_INPUTS if self.extra_inputs else 0))
 
     pipeline_dim: int = 32
     hidden: int = 96
@@ -80,6 +83,7 @@ class OurNetConfig:
     prior: bool = False
     max_correction: float = 0.0
     math_inputs: bool = False
+    extra_inputs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +114,9 @@ SCHEDULE_INPUTS = NUM_SCHEDULE_FEATURES + 2
 
 MATH_INPUTS = MATH_CLASSES
 """Classes of costly math calls a stage's ``stage_math`` row counts (``dag.features.math_calls``)."""
+
+EXTRA_INPUTS = NUM_EXTRA_INPUTS
+"""Extra schedule inputs per stage (``features_layout.EXTRA_INPUT_NAMES``)."""
 
 NUM_ADAMS_TERMS = 28
 """AdamsNet's cost terms that have a coefficient (its coefficients 28-31 are unused)."""
@@ -251,10 +258,10 @@ class OurNet(nn.Module):
     # -- inputs ----------------------------------------------------------------------------------
 
     def _inputs(self, pipeline_features: torch.Tensor, sched: torch.Tensor,
-                num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None,
+                stage_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Unnormalised log inputs: pipeline [S, 280] (or [B, S, 280]) and schedule [B, S, 41 (+28)
-        (+4 math) (+1 prior, always last)]."""
+        (+4 math) (+3 extra) (+1 prior, always last)]."""
         b, s, _ = sched.shape
         pf = pipeline_features.to(torch.float32)
         pipe = signed_log1p(pf.reshape(*pf.shape[:-2], PIPELINE_INPUTS))
@@ -274,6 +281,16 @@ class OurNet(nn.Module):
             points = (sched[..., _F["points_computed_total"]]
                       + sched[..., _F["inlined_calls"]]).unsqueeze(-1)
             parts += [torch.log1p(m), torch.log1p(m * torch.clamp(points, min=0.0))]
+        if self.config.extra_inputs:
+            if stage_extra is None:
+                raise ValueError("this network takes each stage's extra schedule inputs (OurNetConfig.extra_inputs): "
+                                 "pass stage_extra [batch, stages, 3] "
+                                 "(autoscheduler.features.extra_inputs.batch_extras(states))")
+            e = torch.as_tensor(stage_extra, dtype=torch.float32, device=sched.device)
+            if e.shape != (b, s, EXTRA_INPUTS):
+                raise ValueError(f"stage_extra must be [{b}, {s}, {EXTRA_INPUTS}] like the schedule features, "
+                                 f"got {tuple(e.shape)}")
+            parts.append(signed_log1p(e))
         if self.prior is not None:
             with torch.no_grad():
                 stage = self.prior.forward_detailed(pipeline_features, sched, num_cores).stage_costs
@@ -328,8 +345,9 @@ class OurNet(nn.Module):
     @torch.no_grad()
     def fit_normalization(self, samples: Iterable[tuple[Any, ...]]) -> None:
         """Set the input standardisation from training data: ``samples`` yields (pipeline features
-        [S, 40, 7], schedule features [B, S, 39], cores[, stage math [S, 2]]) per pipeline (numpy or
-        torch). Only the scheduled stages count. A no-op unless ``config.normalize``."""
+        [S, 40, 7], schedule features [B, S, 39], cores[, stage math [S, 2][, extra inputs [B, S, 3]]])
+        per pipeline (numpy or torch). Only the scheduled stages count. A no-op unless
+        ``config.normalize``."""
         if not self.config.normalize:
             return
         pipes, scheds = [], []
@@ -338,7 +356,8 @@ class OurNet(nn.Module):
             sched = torch.as_tensor(sf, dtype=torch.float32)
             if sched.dim() != 3 or sched.shape[0] == 0:
                 continue
-            pipe, x = self._inputs(torch.as_tensor(pf), sched, cores, sample[3] if len(sample) > 3 else None)
+            pipe, x = self._inputs(torch.as_tensor(pf), sched, cores, sample[3] if len(sample) > 3 else None,
+                                   sample[4] if len(sample) > 4 else None)
             mask = (sched != 0).any(dim=-1)
             scheds.append(x[mask])
             pipes.append(pipe.reshape(-1, PIPELINE_INPUTS))
@@ -353,23 +372,30 @@ class OurNet(nn.Module):
     # -- forward ---------------------------------------------------------------------------------
 
     def forward(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None) -> torch.Tensor:
+                num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None,
+                stage_extra: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted runtime (ms) of each schedule: [B] (0-d for a single [S, 39] schedule).
-        ``stage_math`` [S, 2]: each stage's costly math calls (needed with ``config.math_inputs``)."""
-        return self.forward_detailed(pipeline_features, schedule_features, num_cores, stage_math).prediction
+        ``stage_math`` [S, 2]: each stage's costly math calls (needed with ``config.math_inputs``);
+        ``stage_extra`` [B, S, 3] (or [S, 3]): extra schedule inputs (``config.extra_inputs``)."""
+        return self.forward_detailed(pipeline_features, schedule_features, num_cores, stage_math,
+                                     stage_extra).prediction
 
     def log_runtime(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                    num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None) -> torch.Tensor:
+                    num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None,
+                    stage_extra: torch.Tensor | None = None) -> torch.Tensor:
         """log of the predicted runtime (ms): what the training losses read (no exp overflow)."""
-        return self.forward_detailed(pipeline_features, schedule_features, num_cores, stage_math).log_prediction
+        return self.forward_detailed(pipeline_features, schedule_features, num_cores, stage_math,
+                                     stage_extra).log_prediction
 
     def forward_detailed(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                         num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None
-                         ) -> OurNetOutput:
+                         num_cores: int | float | torch.Tensor, stage_math: torch.Tensor | None = None,
+                         stage_extra: torch.Tensor | None = None) -> OurNetOutput:
         single = schedule_features.dim() == 2
         sched = schedule_features.to(torch.float32)
         if single:
             sched = sched.unsqueeze(0)
+            if stage_extra is not None and stage_extra.dim() == 2:
+                stage_extra = stage_extra.unsqueeze(0)
         if sched.dim() != 3 or sched.shape[-1] != NUM_SCHEDULE_FEATURES:
             raise ValueError(f"schedule_features must be [batch, stages, {NUM_SCHEDULE_FEATURES}], "
                              f"got {tuple(schedule_features.shape)}")
@@ -377,7 +403,7 @@ class OurNet(nn.Module):
         if pipeline_features.shape[-2:] != (PIPELINE_ROWS, PIPELINE_COLS) or pipeline_features.shape[-3] != s:
             raise ValueError(f"pipeline_features must be [stages, {PIPELINE_ROWS}, {PIPELINE_COLS}] with "
                              f"the {s} stages of schedule_features, got {tuple(pipeline_features.shape)}")
-        pipe, x = self._inputs(pipeline_features, sched, num_cores, stage_math)
+        pipe, x = self._inputs(pipeline_features, sched, num_cores, stage_math, stage_extra)
         prior_log = x[..., -1] if self.prior is not None else None
         pipe = (pipe - self.pipe_shift) / self.pipe_scale
         x = (x - self.sched_shift) / self.sched_scale
@@ -403,4 +429,4 @@ class OurNet(nn.Module):
 
 
 __all__ = ["OurNet", "OurNetConfig", "OurNetOutput", "signed_log1p", "adams_terms", "NUM_ADAMS_TERMS",
-           "MATH_INPUTS"]
+           "MATH_INPUTS", "EXTRA_INPUTS"]

@@ -149,7 +149,8 @@ def _predictions(model: nn.Module, data: PipelineData
     detailed: Any = getattr(model, "forward_detailed", None)
     if isinstance(model, OurNet):
         math_ = None if data.stage_math is None else torch.from_numpy(np.asarray(data.stage_math, np.float32))
-        detailed = functools.partial(model.forward_detailed, stage_math=math_)
+        extra = None if data.stage_extra is None else torch.from_numpy(np.asarray(data.stage_extra, np.float32))
+        detailed = functools.partial(model.forward_detailed, stage_math=math_, stage_extra=extra)
     if data.stage_factors is not None and detailed is not None:
         # the search's ranking: the network's per-stage costs times the kernel factors, summed
         det = detailed(pipe, sched, data.num_cores)
@@ -359,7 +360,7 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
         raise ValueError("no training pipeline has two or more measured schedules")
     if isinstance(model, OurNet) and model.config.normalize and not model.normalization_fitted:
         # a fresh network: standardise its inputs on the training pipelines (kept when training on)
-        model.fit_normalization((p.pipeline, p.schedule, p.num_cores, p.stage_math) for p in usable)
+        model.fit_normalization((p.pipeline, p.schedule, p.num_cores, p.stage_math, p.stage_extra) for p in usable)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr, eps=1e-5, weight_decay=opts.weight_decay)

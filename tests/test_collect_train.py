@@ -382,10 +382,12 @@ def test_cli_train_then_evaluate(collected, tmp_path, capsys):
     cache = str(tmp_path / "cache")
     assert cli.main(["train", "--db", str(db), "--out", str(w), "--epochs", "5", "--val-fraction", "0",
                      "--test-fraction", "0", "--cache-dir", cache, "--quiet", "--math-inputs",
-                     "--ensemble", "2", "--jobs", "2"]) == 0
+                     "--extra-inputs", "--ensemble", "2", "--jobs", "2"]) == 0
     meta = json.loads(w.with_suffix(".json").read_text())
-    assert meta["extra"]["config"]["members"] == 2 and meta["extra"]["config"]["math_inputs"]
+    config = meta["extra"]["config"]
+    assert config["members"] == 2 and config["math_inputs"] and config["extra_inputs"]
     assert "--ensemble 2" in meta["command"] and "--math-inputs" in meta["command"] and "--jobs 2" in meta["command"]
+    assert "--extra-inputs" in meta["command"]
     n_random_ok = len({x.trace_hash() for x in read_samples(db) if x.pipeline.startswith("random_")})
     assert meta["model"] == "OurNet" and meta["data_size"] == n_random_ok   # bundled ones held out
     assert "train_pairwise" in meta["metrics"] and meta["command"].startswith("autoschedule")

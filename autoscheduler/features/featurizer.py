@@ -233,7 +233,7 @@ class Featurizer:
                     an.inl_in_group.setdefault(g3, []).append(f)
         return an
 
-    def _storage_dim(self, state: State, f: int) -> int:
+    def storage_dim(self, state: State, f: int) -> int:
         """The innermost storage dimension of Func ``f``: its pure stage's vector dimension
         (what ``apply`` reorders storage by), 0 when it is not vectorised; a Layout's innermost."""
         lay = state.layout(f)
@@ -281,13 +281,13 @@ class Featurizer:
                             self._force_parallel(state, R, sR)]
         inside = {R}
         if sR != 0:
-            parts.append(self._storage_dim(state, R))
+            parts.append(self.storage_dim(state, R))
         for f in an.members.get(gid, ()):
             inside.add(f)
             n = len(ad.nodes[f].stages)
             parts.append((f, state.placement(f), tuple((state.inner(f, s), state.outer(f, s)) for s in range(n))))
             if state.inner(f, 0) is None:
-                parts.append(self._storage_dim(state, f))
+                parts.append(self.storage_dim(state, f))
         us = an.unsched.get(gid, ())
         parts.append(tuple(us))
         inside.update(us)
@@ -306,7 +306,7 @@ class Featurizer:
                 if ad.nodes[p].is_input:
                     continue
                 if p in an.placed_root:
-                    ext.append((p, self._storage_dim(state, p)))
+                    ext.append((p, self.storage_dim(state, p)))
                 else:
                     ext.append((p, -1))
         parts.append(tuple(ext))
@@ -320,7 +320,7 @@ class Featurizer:
         width = self.vector_width[self.ad.stage(f, s).id]
         rfc = rfactor_chain(state, self.ad.stage(f, s)) if inn is None else None
         if rfc is not None:     # CPU RFactor: the intermediate's update (``features/cpu_rfactor.py``)
-            return ChainSpec(None, width, {}, {}, bool(rfc.par), cuts, self._storage_dim(state, f), rfactor=rfc)
+            return ChainSpec(None, width, {}, {}, bool(rfc.par), cuts, self.storage_dim(state, f), rfactor=rfc)
         if inn is None:
             vd = self._default_vector_dim(state, f, s)
             unroll: dict[int, int] = {}
@@ -332,7 +332,7 @@ class Featurizer:
             kernel = isinstance(inn, Kernel)
         tiles = dict(out.tiles) if out is not None else {}
         parallel = bool(out.parallel and out.tiles) if out is not None else False
-        return ChainSpec(vd, width, unroll, tiles, parallel, cuts, self._storage_dim(state, f), kernel,
+        return ChainSpec(vd, width, unroll, tiles, parallel, cuts, self.storage_dim(state, f), kernel,
                          force_parallel_level=force_parallel and not parallel,
                          sub=dict(out.sub) if out is not None else None,
                          rblock=out.rblock if out is not None else 0)
@@ -421,7 +421,7 @@ class Featurizer:
                     continue
                 site.compute = site.store = root
                 if p in an.placed_root:
-                    site.vector_dim = self._storage_dim(state, p)
+                    site.vector_dim = self.storage_dim(state, p)
         readers = [R] + an.members.get(gid, []) + an.inl_in_group.get(gid, [])
         for p, dim in wrapped_dims(state, readers).items():
             if (p, 0) in ctx.sites and ctx.sites[(p, 0)].compute is root:
@@ -434,7 +434,7 @@ class Featurizer:
         for j, (f, s) in enumerate(keys):
             node = ad.nodes[f]
             block[j, F_BYTES_AT_ROOT] = self._bytes_at_root[f]
-            v = self._storage_dim(state, f)
+            v = self.storage_dim(state, f)
             ise = 1
             if 0 <= v < node.dims:
                 a, b = node.root_computed[v]

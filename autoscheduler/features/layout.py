@@ -1,6 +1,6 @@
 """What the storage-layout decisions (``state/layout.py``: Layout, Wrap) change in the CPU features.
 
-A Layout changes its Func's innermost storage dimension (``Featurizer._storage_dim``): the Func's
+A Layout changes its Func's innermost storage dimension (``Featurizer.storage_dim``): the Func's
 own innermost-bytes features and every reader's load classification (dense vector load, strided,
 gather) follow it. A Wrap makes its consumer load a copy of the producer whose innermost dimension
 is the Wrap's ``order[0]``: within the consumer's group the producer's site reports that dimension.

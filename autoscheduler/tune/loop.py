@@ -382,11 +382,11 @@ class _Tuner:
         if not self.cuda:
             from cost_model.train import load_model
 
-            from ..cost import CostModel
+            from ..cost import CostModel, reads_kernel_factors
             weights = str(self.store.dir / self.prog.weights) if self.prog.weights else self.prog.start_weights
             self.model = load_model(weights)
             cost_model = CostModel(self.model, self.threads, weights)
-            self.kernel_terms = cost_model.kernel_terms
+            self.kernel_terms = cost_model.kernel_terms and not reads_kernel_factors(self.model)
             self.cost_fn = cost_model.cost_fn(task.dag)
         self.rows_cache: dict[str, np.ndarray] = {}
         self.factors_cache: dict[str, np.ndarray] = {}
@@ -604,7 +604,8 @@ class _Tuner:
 
     def pipeline_data(self, rows: Sequence[Record]) -> Any:
         """This pipeline's successful measurements (at the search's thread count) as PipelineData."""
-        from cost_model.dataset import PipelineData, replay
+        from cost_model.dataset import PipelineData, feature_rows, replay
+        from cost_model.features_layout import NUM_SCHEDULE_FEATURES as NF
 
         from ..features import featurizer_for
         fastest: dict[str, float] = {}
@@ -625,8 +626,8 @@ class _Tuner:
                 except (ToolkitError, ValueError, KeyError, TypeError):
                     continue
         if states:
-            for h, row in zip(missing, feat.batch(states)):
-                self.rows_cache[h] = row
+            for h, row in zip(missing, feature_rows(self.space, states)):
+                self.rows_cache[h] = row   # schedule features, then the extra inputs
             if self.kernel_terms:
                 from ..features.kernel_terms import batch_factors
                 for h, fac in zip(missing, batch_factors(states)):
@@ -637,11 +638,12 @@ class _Tuner:
         # fine-tuned through the same kernel factors the search multiplies the network's stage costs by
         factors = (np.stack([self.factors_cache[h] for h in keep]).astype(np.float32)
                    if self.kernel_terms else None)
+        rows_ = np.stack([self.rows_cache[h] for h in keep]).astype(np.float32)
         return PipelineData(self.task.name, dict(self.task.sizes), self.ph, self.task.target, self.device,
-                            self.threads, np.asarray(feat.pipeline, dtype=np.float32),
-                            np.stack([self.rows_cache[h] for h in keep]).astype(np.float32),
+                            self.threads, np.asarray(feat.pipeline, dtype=np.float32), rows_[..., :NF],
                             np.asarray([fastest[h] * 1e3 for h in keep], dtype=np.float64), keep,
-                            stage_factors=factors, stage_math=self.space.dag.math_calls())
+                            stage_factors=factors, stage_math=self.space.dag.math_calls(),
+                            stage_extra=np.ascontiguousarray(rows_[..., NF:]))
 
     def load_replay(self) -> list[Any]:
         if self.replay_data is None:
