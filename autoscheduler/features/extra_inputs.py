@@ -6,12 +6,11 @@ own, so a stage can be vectorised along a dimension that is not its Func's inner
 dimension. Its vector stores are then scatters (a scalar store per lane), and an update's load of
 the value it updates is a gather: on each step of its RVars, unless the accumulators stay in
 registers. Halide's features have no store-access feature and count an update's load of its own
-value as one dense vector load whatever the layout (Adams2019's space always stores a Func along
-its pure stage's vector dimension, and leaves updates vectorised across it rare). Measured: on
-random_3, a schedule whose ``s3_stencil_rdom.update`` is vectorised along x while the Func is
-stored y-innermost ran 34 ms, 27.5 of them in that stage by Halide's profiler, which the shipped
-network priced at 0.9 ms and so ranked that schedule first of twelve (the fastest ran 13 ms).
-Such stages occur in 30% of the measured schedules.
+value as one dense vector load whatever the layout. Measured: on random_3, a schedule whose
+``s3_stencil_rdom.update`` is vectorised along x while the Func is stored y-innermost ran 34 ms,
+27.5 of them in that stage by Halide's profiler, which the network shipped before these inputs
+priced at 0.9 ms, ranking that schedule first of twelve (the fastest ran 13 ms). Such stages occur
+in 35% of the measured schedules (data/README.md).
 
 Columns (:data:`EXTRA_INPUT_NAMES`), one row per stage in ``dag.featurization_order()``; zero for
 stages not decided yet, inlined or rfactored:
