@@ -153,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
                           context=not args.no_context, members=args.members, normalize=args.normalize,
                           adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs,
-                          extra_inputs=args.extra_inputs)
+                          extra_inputs=args.extra_inputs, kernel_factors=args.kernel_factors)
     if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
         raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
     if args.jobs < 1:
@@ -364,6 +364,8 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--extra-inputs", action="store_true", help="our network: each stage's scatter stores, "
                     "gathered accumulator loads and accumulator-latency factor as inputs "
                     "(autoscheduler.features.extra_inputs)")
+    sp.add_argument("--kernel-factors", action="store_true", help="our network: train and evaluate on the "
+                    "stage costs times each stage's accumulator-latency factor, as the search ranks")
     sp.add_argument("--prior", action="store_true", help="our network: learn a correction of a frozen "
                     "AdamsNet with Halide's baseline weights (starts as that prior)")
     sp.add_argument("--list-weight", type=float, default=0.0, help="weight of the ListNet (top of the "

@@ -45,12 +45,6 @@ def stage_inputs(net: nn.Module, states: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def reads_kernel_factors(net: nn.Module) -> bool:
-    """Whether ``net`` takes the accumulator-latency factor as an input (``extra_inputs``): its stage
-    costs already include it, and multiplying them by it again would count it twice."""
-    return bool(getattr(getattr(net, "config", None), "extra_inputs", False))
-
-
 class CostModel:
     """A loaded network plus the core count its idle-core term assumes."""
 
@@ -73,13 +67,14 @@ class CostModel:
 
         With ``kernel_terms`` (default) each stage's predicted cost is multiplied by its
         accumulator-latency factor (:mod:`autoscheduler.features.kernel_terms`), which Halide's
-        features cannot see; networks without per-stage costs, and networks that take the factor as
-        an input (``extra_inputs``), are used as they are."""
+        features cannot see; networks without per-stage costs are used as they are. Our network can
+        be trained through the same factors (``OurNetConfig.kernel_factors``); the shipped
+        ``ours.pt`` is not (so trained, it did no better in the search: data/README.md)."""
         if not states:
             return np.zeros(0)
         inputs = network_inputs(states)
         detailed: Any = getattr(self.net, "forward_detailed", None)
-        if self.kernel_terms and detailed is not None and not reads_kernel_factors(self.net):
+        if self.kernel_terms and detailed is not None:
             from .features.kernel_terms import batch_factors
             sc = self._stage_costs(inputs, states)
             return (sc * batch_factors(list(states))).sum(axis=1)
@@ -123,7 +118,7 @@ class CostModel:
         inputs = network_inputs([state])
         detail = detailed(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, [state]))
         costs = detail.stage_costs[0].double().numpy().reshape(-1)
-        if self.kernel_terms and not reads_kernel_factors(self.net):
+        if self.kernel_terms:
             from .features.kernel_terms import stage_factors
             costs = costs * stage_factors(state)
         order = dag.featurization_order()

@@ -64,8 +64,10 @@ class OurNetConfig:
     stage computes (inlined calls included), which Halide's features count as one ``ExternCall``
     whether it is a sqrt or a tanh; ``extra_inputs``: also take each stage's extra schedule inputs
     (``autoscheduler.features.extra_inputs``: scatter stores and gathered accumulator loads of a
-    stage vectorised across its storage order, and the accumulator-latency factor), which the search
-    then no longer multiplies into the stage's cost.
+    stage vectorised across its storage order, and the accumulator-latency factor);
+    ``kernel_factors``: trained, early-stopped and evaluated on its stage costs times each stage's
+    accumulator-latency factor (``kernel_terms``, from the extra inputs' third column), which is
+    what the search ranks by (``autoscheduler.cost.CostModel.predict`` multiplies them in).
     """
 
     @property
@@ -84,6 +86,7 @@ class OurNetConfig:
     max_correction: float = 0.0
     math_inputs: bool = False
     extra_inputs: bool = False
+    kernel_factors: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

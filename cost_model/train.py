@@ -47,6 +47,7 @@ from autoscheduler.errors import WeightsError
 
 from .adams_net import AdamsNet
 from .dataset import PipelineData, iter_batches
+from .features_layout import EXTRA_INPUT_NAMES
 from .metrics import Summary, pipeline_metrics, summarize
 from .our_net import OurNet, OurNetConfig
 from .weights_io import (EXPECTED_VERSION, WeightsMetadata, load_halide_weights, load_weights, read_metadata,
@@ -151,10 +152,14 @@ def _predictions(model: nn.Module, data: PipelineData
         math_ = None if data.stage_math is None else torch.from_numpy(np.asarray(data.stage_math, np.float32))
         extra = None if data.stage_extra is None else torch.from_numpy(np.asarray(data.stage_extra, np.float32))
         detailed = functools.partial(model.forward_detailed, stage_math=math_, stage_extra=extra)
-    if data.stage_factors is not None and detailed is not None:
+    factors_ = data.stage_factors
+    if factors_ is None and data.stage_extra is not None and getattr(getattr(model, "config", None),
+                                                                    "kernel_factors", False):
+        factors_ = 1.0 + np.asarray(data.stage_extra, np.float32)[..., EXTRA_INPUT_NAMES.index("accumulator_stall")]
+    if factors_ is not None and detailed is not None:
         # the search's ranking: the network's per-stage costs times the kernel factors, summed
         det = detailed(pipe, sched, data.num_cores)
-        factors = torch.from_numpy(np.asarray(data.stage_factors, dtype=np.float32)).reshape(det.stage_costs.shape)
+        factors = torch.from_numpy(np.asarray(factors_, dtype=np.float32)).reshape(det.stage_costs.shape)
         costs = det.stage_costs * factors
         pred = costs.sum(dim=-1)
         return torch.log(torch.clamp(pred, min=1e-9)), getattr(det, "preactivation", None), costs

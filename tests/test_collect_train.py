@@ -382,10 +382,10 @@ def test_cli_train_then_evaluate(collected, tmp_path, capsys):
     cache = str(tmp_path / "cache")
     assert cli.main(["train", "--db", str(db), "--out", str(w), "--epochs", "5", "--val-fraction", "0",
                      "--test-fraction", "0", "--cache-dir", cache, "--quiet", "--math-inputs",
-                     "--extra-inputs", "--ensemble", "2", "--jobs", "2"]) == 0
+                     "--extra-inputs", "--kernel-factors", "--ensemble", "2", "--jobs", "2"]) == 0
     meta = json.loads(w.with_suffix(".json").read_text())
     config = meta["extra"]["config"]
-    assert config["members"] == 2 and config["math_inputs"] and config["extra_inputs"]
+    assert config["members"] == 2 and config["math_inputs"] and config["extra_inputs"] and config["kernel_factors"]
     assert "--ensemble 2" in meta["command"] and "--math-inputs" in meta["command"] and "--jobs 2" in meta["command"]
     assert "--extra-inputs" in meta["command"]
     n_random_ok = len({x.trace_hash() for x in read_samples(db) if x.pipeline.startswith("random_")})

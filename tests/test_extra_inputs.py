@@ -1,7 +1,7 @@
 """Extra schedule inputs of our network (``autoscheduler.features.extra_inputs``): a stage vectorised
 across its Func's storage order scatters its stores (and an update gathers the value it updates);
-the rows follow the schedule, go through the data set and its cache, are required by a network
-trained with them, and replace the kernel factor the search otherwise multiplies in."""
+the rows follow the schedule, go through the data set and its cache, and are required by a network
+trained with them; a network trained through the kernel factors is scored as the search ranks."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from autoscheduler.features import network_inputs
 from autoscheduler.features.extra_inputs import EXTRA_INPUT_NAMES, batch_extras, stage_extras
 from autoscheduler.features.kernel_terms import batch_factors, stage_factors
 from autoscheduler.state import Decision, InnerTile, Layout, Place, State, random_state
-from cost_model.dataset import FeatureCache, Sample, featurize_group
+from cost_model.dataset import FeatureCache, PipelineData, Sample, featurize_group
 from cost_model.our_net import OurNet, OurNetConfig
+from cost_model.train import _predictions
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"
 SCATTER, GATHER, STALL = (EXTRA_INPUT_NAMES.index(n) for n in
@@ -139,7 +140,7 @@ def _net(extra: bool) -> OurNet:
                   generator=torch.Generator().manual_seed(0))
 
 
-def test_a_network_with_extra_inputs_needs_them_and_the_search_does_not_multiply_the_factor_again():
+def test_a_network_with_extra_inputs_needs_them_and_the_search_passes_them():
     dag = FunctionDAG.from_pipeline(_pipeline())
     states = [random_state(dag, AVX2, k, parallelism=2) for k in range(6)]
     inp = network_inputs(states)
@@ -155,14 +156,39 @@ def test_a_network_with_extra_inputs_needs_them_and_the_search_does_not_multiply
         single = net(inp.pipeline, inp.schedule[0], 2, stage_extra=extra[0])
     assert torch.isfinite(p).all() and not torch.allclose(p, shifted)
     assert torch.allclose(single, p[0])
-    # the search passes them and sums the stage costs as they are (the factor is an input)
+    # the search passes them and multiplies each stage's cost by its kernel factor, as for any
+    # network with per-stage costs
     cm = CostModel(net, 2, "test")
     with torch.no_grad():
         direct = net.forward_detailed(inp.pipeline, inp.schedule, 2, stage_extra=extra).stage_costs.double().numpy()
-    assert np.allclose(cm.predict(states), direct.sum(1), rtol=1e-5)
-    # a network without them still gets the factor multiplied in
+    assert np.allclose(cm.predict(states), (direct * batch_factors(states)).sum(1), rtol=1e-5)
     plain = CostModel(_net(False), 2, "test")
     assert np.allclose(plain.predict(states), (plain._stage_costs(inp, states) * batch_factors(states)).sum(1))
+
+
+def test_a_network_trained_through_the_kernel_factors_is_scored_as_the_search_ranks():
+    dag = FunctionDAG.from_pipeline(_pipeline())
+    states = [random_state(dag, AVX2, k, parallelism=2) for k in range(6)]
+    assert (batch_factors(states) > 1).any()                 # s's accumulator chain
+    inp = network_inputs(states)
+    extra = batch_extras(states)
+    data = PipelineData("p", {}, "h", AVX2, "dev", 2, inp.pipeline.numpy(), inp.schedule.numpy(),
+                        np.linspace(1.0, 2.0, len(states)), stage_extra=extra)
+    net = OurNet(OurNetConfig(pipeline_dim=8, hidden=16, extra_inputs=True, kernel_factors=True),
+                 generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        log_pred, _, costs = _predictions(net, data)
+        plain = net.forward_detailed(inp.pipeline, inp.schedule, 2, stage_extra=torch.from_numpy(extra))
+    assert costs is not None
+    want = plain.stage_costs.double().numpy() * batch_factors(states)
+    assert np.allclose(costs.double().numpy(), want, rtol=1e-5)
+    assert np.allclose(log_pred.double().numpy(), np.log(want.sum(1)), rtol=1e-5)
+    assert np.allclose(CostModel(net, 2, "test").predict(states), want.sum(1), rtol=1e-5)
+    # without the flag, the same network is scored on its plain sum
+    net.config = OurNetConfig(pipeline_dim=8, hidden=16, extra_inputs=True)
+    with torch.no_grad():
+        log_plain = _predictions(net, data)[0]
+    assert np.allclose(log_plain.double().numpy(), plain.log_prediction.double().numpy(), rtol=1e-5)
 
 
 def test_data_sets_carry_extra_inputs_through_the_cache(tmp_path):

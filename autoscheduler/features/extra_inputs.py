@@ -20,7 +20,8 @@ stages not decided yet, inlined or rfactored:
 1. ``gathered_self_load_lanes``: the same for update stages, which load what they store.
 2. ``accumulator_stall``: ``kernel_terms.stage_factors(state) - 1``, how much slower than its
    issue-bound ideal a reduction's innermost loop runs for lack of independent accumulators (the
-   factor the search otherwise multiplies the network's stage cost by).
+   search multiplies each stage's predicted cost by that factor; ``OurNetConfig.kernel_factors``
+   trains a network through it).
 """
 
 from __future__ import annotations

@@ -382,11 +382,11 @@ class _Tuner:
         if not self.cuda:
             from cost_model.train import load_model
 
-            from ..cost import CostModel, reads_kernel_factors
+            from ..cost import CostModel
             weights = str(self.store.dir / self.prog.weights) if self.prog.weights else self.prog.start_weights
             self.model = load_model(weights)
             cost_model = CostModel(self.model, self.threads, weights)
-            self.kernel_terms = cost_model.kernel_terms and not reads_kernel_factors(self.model)
+            self.kernel_terms = cost_model.kernel_terms
             self.cost_fn = cost_model.cost_fn(task.dag)
         self.rows_cache: dict[str, np.ndarray] = {}
         self.factors_cache: dict[str, np.ndarray] = {}
