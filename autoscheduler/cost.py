@@ -21,6 +21,7 @@ from torch import nn
 
 import cost_model
 from cost_model.adams_net import AdamsNet
+from cost_model.features_layout import kernel_factors
 
 from .features import network_inputs
 
@@ -43,6 +44,15 @@ def stage_inputs(net: nn.Module, states: Sequence[Any]) -> dict[str, Any]:
         from .features.extra_inputs import batch_extras
         out["stage_extra"] = torch.from_numpy(batch_extras(states))
     return out
+
+
+def _factors(states: Sequence[Any], extra: dict[str, Any]) -> np.ndarray:
+    """[B, S] kernel factors of ``states``: read off the extra inputs when the network takes them
+    (they hold the factor), else computed (``kernel_terms.batch_factors``)."""
+    if "stage_extra" in extra:
+        return kernel_factors(extra["stage_extra"].double().numpy())
+    from .features.kernel_terms import batch_factors
+    return batch_factors(list(states))
 
 
 class CostModel:
@@ -73,15 +83,15 @@ class CostModel:
         if not states:
             return np.zeros(0)
         inputs = network_inputs(states)
+        extra = stage_inputs(self.net, states)
         detailed: Any = getattr(self.net, "forward_detailed", None)
         if self.kernel_terms and detailed is not None:
-            from .features.kernel_terms import batch_factors
-            sc = self._stage_costs(inputs, states)
-            return (sc * batch_factors(list(states))).sum(axis=1)
-        out = self.net(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, states))
+            sc = self._stage_costs(inputs, states, extra)
+            return (sc * _factors(states, extra)).sum(axis=1)
+        out = self.net(inputs.pipeline, inputs.schedule, self.parallelism, **extra)
         return out.detach().double().numpy()
 
-    def _stage_costs(self, inputs: Any, states: Sequence[Any]) -> np.ndarray:
+    def _stage_costs(self, inputs: Any, states: Sequence[Any], extra: dict[str, Any] | None = None) -> np.ndarray:
         """[B, S] per-stage costs. A network whose stages never see each other (AdamsNet) is run
         once per distinct (stage, schedule-feature row): the children of one beam share all but
         the rows their decision touched, so a batch of 100 children of a 100-stage pipeline has a
@@ -90,7 +100,8 @@ class CostModel:
         b, s = int(sched.shape[0]), int(sched.shape[1])
         if not isinstance(self.net, AdamsNet) or b < 2:
             detailed: Any = getattr(self.net, "forward_detailed")
-            out = detailed(inputs.pipeline, sched, self.parallelism, **stage_inputs(self.net, states)).stage_costs
+            kw = extra if extra is not None else stage_inputs(self.net, states)
+            out = detailed(inputs.pipeline, sched, self.parallelism, **kw).stage_costs
             return out.detach().double().numpy().reshape(b, s)
         rows = sched.detach().reshape(b * s, -1).numpy()
         stage_of = np.tile(np.arange(s), b)
@@ -116,10 +127,10 @@ class CostModel:
         if detailed is None:
             return {}
         inputs = network_inputs([state])
-        detail = detailed(inputs.pipeline, inputs.schedule, self.parallelism, **stage_inputs(self.net, [state]))
+        extra = stage_inputs(self.net, [state])
+        detail = detailed(inputs.pipeline, inputs.schedule, self.parallelism, **extra)
         costs = detail.stage_costs[0].double().numpy().reshape(-1)
         if self.kernel_terms:
-            from .features.kernel_terms import stage_factors
-            costs = costs * stage_factors(state)
+            costs = costs * _factors([state], extra)[0]
         order = dag.featurization_order()
         return {st.name: float(c) for st, c in zip(order, costs)}

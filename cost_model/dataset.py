@@ -295,8 +295,6 @@ class FeatureCache:
                 math_ = z["stage_math"]
         except (OSError, ValueError, KeyError, EOFError):
             return None, None, None, {}   # a damaged cache file is rebuilt
-        if sched.ndim != 3 or sched.shape[-1] != ROW_WIDTH:
-            return None, None, None, {}
         return pipe, mask, math_, {str(h): sched[i] for i, h in enumerate(hashes)}
 
     def store(self, pipeline_hash: str, target: str, num_cores: int, pipeline: np.ndarray,
@@ -353,10 +351,6 @@ def replay(space: Any, trace: Sequence[Any]) -> Any:
     if not state.is_complete:
         raise ScheduleError("the trace leaves the schedule incomplete")
     return state
-
-
-ROW_WIDTH = NUM_SCHEDULE_FEATURES + NUM_EXTRA_INPUTS
-"""A cached row per stage: the 39 schedule features, then the extra inputs."""
 
 
 def feature_rows(space: Any, states: Sequence[Any]) -> np.ndarray:

@@ -20,6 +20,7 @@ definition back to the pure definition. The cost model numbers stages in the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -112,6 +113,15 @@ EXTRA_INPUT_NAMES: tuple[str, ...] = ("scatter_store_lanes", "gathered_self_load
 ``autoscheduler.features.extra_inputs``, which says what each holds); not part of a record."""
 
 NUM_EXTRA_INPUTS = len(EXTRA_INPUT_NAMES)
+
+ACCUMULATOR_STALL = EXTRA_INPUT_NAMES.index("accumulator_stall")
+"""The extra input that is the kernel factor less one (``kernel_terms.stage_factors - 1``)."""
+
+
+def kernel_factors(extra: Any) -> Any:
+    """Each stage's kernel factor (the search's multiplier of its predicted cost) from its extra
+    inputs [..., 3], so that who has the extra inputs never computes the factors a second time."""
+    return 1.0 + extra[..., ACCUMULATOR_STALL]
 
 # --- pipeline features ---------------------------------------------------------------------------
 

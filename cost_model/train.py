@@ -47,7 +47,7 @@ from autoscheduler.errors import WeightsError
 
 from .adams_net import AdamsNet
 from .dataset import PipelineData, iter_batches
-from .features_layout import EXTRA_INPUT_NAMES
+from .features_layout import kernel_factors
 from .metrics import Summary, pipeline_metrics, summarize
 from .our_net import OurNet, OurNetConfig
 from .weights_io import (EXPECTED_VERSION, WeightsMetadata, load_halide_weights, load_weights, read_metadata,
@@ -153,9 +153,8 @@ def _predictions(model: nn.Module, data: PipelineData
         extra = None if data.stage_extra is None else torch.from_numpy(np.asarray(data.stage_extra, np.float32))
         detailed = functools.partial(model.forward_detailed, stage_math=math_, stage_extra=extra)
     factors_ = data.stage_factors
-    if factors_ is None and data.stage_extra is not None and getattr(getattr(model, "config", None),
-                                                                    "kernel_factors", False):
-        factors_ = 1.0 + np.asarray(data.stage_extra, np.float32)[..., EXTRA_INPUT_NAMES.index("accumulator_stall")]
+    if factors_ is None and data.stage_extra is not None and isinstance(model, OurNet) and model.config.kernel_factors:
+        factors_ = kernel_factors(np.asarray(data.stage_extra, np.float32))
     if factors_ is not None and detailed is not None:
         # the search's ranking: the network's per-stage costs times the kernel factors, summed
         det = detailed(pipe, sched, data.num_cores)

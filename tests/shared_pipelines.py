@@ -1,4 +1,4 @@
-"""Small pipelines and reference outputs that several test modules build."""
+"""Small pipelines, reference outputs and tiny cost networks that several test modules build."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import halide as hl
 
 import halide_pipelines
 from autoscheduler.schedules import apply_source, root_source
+
+
+def tiny_ournet(seed: int = 0, **config: Any) -> Any:
+    """A small, seeded OurNet (8-wide pipeline head, 16 hidden) with the given config flags."""
+    import torch
+
+    from cost_model.our_net import OurNet, OurNetConfig
+    return OurNet(OurNetConfig(pipeline_dim=8, hidden=16, **config), generator=torch.Generator().manual_seed(seed))
 
 
 def sum_reductions(width: int = 300, height: int = 6) -> tuple[hl.ImageParam, list[hl.Func]]:

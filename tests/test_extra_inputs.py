@@ -20,8 +20,9 @@ from autoscheduler.features.extra_inputs import EXTRA_INPUT_NAMES, batch_extras,
 from autoscheduler.features.kernel_terms import batch_factors, stage_factors
 from autoscheduler.state import Decision, InnerTile, Layout, Place, State, random_state
 from cost_model.dataset import FeatureCache, PipelineData, Sample, featurize_group
-from cost_model.our_net import OurNet, OurNetConfig
+from cost_model.our_net import OurNetConfig
 from cost_model.train import _predictions
+from shared_pipelines import tiny_ournet
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"
 SCATTER, GATHER, STALL = (EXTRA_INPUT_NAMES.index(n) for n in
@@ -135,16 +136,11 @@ def test_undecided_and_inlined_stages_have_zero_rows():
     assert not stage_extras(inl)[f_row].any()
 
 
-def _net(extra: bool) -> OurNet:
-    return OurNet(OurNetConfig(pipeline_dim=8, hidden=16, extra_inputs=extra),
-                  generator=torch.Generator().manual_seed(0))
-
-
 def test_a_network_with_extra_inputs_needs_them_and_the_search_passes_them():
     dag = FunctionDAG.from_pipeline(_pipeline())
     states = [random_state(dag, AVX2, k, parallelism=2) for k in range(6)]
     inp = network_inputs(states)
-    net = _net(True)
+    net = tiny_ournet(extra_inputs=True)
     with pytest.raises(ValueError, match="stage_extra"):
         net(inp.pipeline, inp.schedule, 2)
     extra = torch.from_numpy(batch_extras(states))
@@ -162,7 +158,7 @@ def test_a_network_with_extra_inputs_needs_them_and_the_search_passes_them():
     with torch.no_grad():
         direct = net.forward_detailed(inp.pipeline, inp.schedule, 2, stage_extra=extra).stage_costs.double().numpy()
     assert np.allclose(cm.predict(states), (direct * batch_factors(states)).sum(1), rtol=1e-5)
-    plain = CostModel(_net(False), 2, "test")
+    plain = CostModel(tiny_ournet(), 2, "test")
     assert np.allclose(plain.predict(states), (plain._stage_costs(inp, states) * batch_factors(states)).sum(1))
 
 
@@ -174,8 +170,7 @@ def test_a_network_trained_through_the_kernel_factors_is_scored_as_the_search_ra
     extra = batch_extras(states)
     data = PipelineData("p", {}, "h", AVX2, "dev", 2, inp.pipeline.numpy(), inp.schedule.numpy(),
                         np.linspace(1.0, 2.0, len(states)), stage_extra=extra)
-    net = OurNet(OurNetConfig(pipeline_dim=8, hidden=16, extra_inputs=True, kernel_factors=True),
-                 generator=torch.Generator().manual_seed(0))
+    net = tiny_ournet(extra_inputs=True, kernel_factors=True)
     with torch.no_grad():
         log_pred, _, costs = _predictions(net, data)
         plain = net.forward_detailed(inp.pipeline, inp.schedule, 2, stage_extra=torch.from_numpy(extra))

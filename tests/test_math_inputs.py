@@ -15,7 +15,7 @@ from autoscheduler.features import network_inputs
 from autoscheduler.features.kernel_terms import batch_factors
 from autoscheduler.state import random_state
 from cost_model.dataset import FeatureCache, Sample, featurize_group
-from cost_model.our_net import OurNet, OurNetConfig
+from shared_pipelines import tiny_ournet
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"
 
@@ -46,16 +46,11 @@ def test_math_calls_count_libm_and_polynomial_functions_not_cheap_ones():
     assert [r.tolist() for r in m] == [st.math_calls.tolist() for st in dag.featurization_order()]
 
 
-def _net(math_inputs: bool) -> OurNet:
-    return OurNet(OurNetConfig(pipeline_dim=8, hidden=16, math_inputs=math_inputs),
-                  generator=torch.Generator().manual_seed(0))
-
-
 def test_a_network_with_math_inputs_needs_them_and_reads_them():
     dag = FunctionDAG.from_pipeline(_pipeline())
     states = [random_state(dag, AVX2, k, parallelism=2) for k in range(4)]
     inp = network_inputs(states)
-    net = _net(True)
+    net = tiny_ournet(math_inputs=True)
     with pytest.raises(ValueError, match="stage_math"):
         net(inp.pipeline, inp.schedule, 2)
     math_ = torch.from_numpy(dag.math_calls())
@@ -69,7 +64,7 @@ def test_a_network_with_math_inputs_needs_them_and_reads_them():
     with torch.no_grad():
         direct = net.forward_detailed(inp.pipeline, inp.schedule, 2, stage_math=math_).stage_costs.double().numpy()
     assert np.allclose(cm._stage_costs(inp, states), direct, rtol=1e-5)
-    assert np.isfinite(CostModel(_net(False), 2, "test").predict(states)).all()
+    assert np.isfinite(CostModel(tiny_ournet(), 2, "test").predict(states)).all()
 
 
 def test_data_sets_carry_stage_math_through_the_cache(tmp_path):

@@ -389,7 +389,6 @@ class _Tuner:
             self.kernel_terms = cost_model.kernel_terms
             self.cost_fn = cost_model.cost_fn(task.dag)
         self.rows_cache: dict[str, np.ndarray] = {}
-        self.factors_cache: dict[str, np.ndarray] = {}
         self.replay_data: list[Any] | None = None
         self.split = TimeSplit()
         self.measured = self.skipped = self.duplicates = 0
@@ -606,6 +605,7 @@ class _Tuner:
         """This pipeline's successful measurements (at the search's thread count) as PipelineData."""
         from cost_model.dataset import PipelineData, feature_rows, replay
         from cost_model.features_layout import NUM_SCHEDULE_FEATURES as NF
+        from cost_model.features_layout import kernel_factors
 
         from ..features import featurizer_for
         fastest: dict[str, float] = {}
@@ -628,17 +628,12 @@ class _Tuner:
         if states:
             for h, row in zip(missing, feature_rows(self.space, states)):
                 self.rows_cache[h] = row   # schedule features, then the extra inputs
-            if self.kernel_terms:
-                from ..features.kernel_terms import batch_factors
-                for h, fac in zip(missing, batch_factors(states)):
-                    self.factors_cache[h] = fac
         keep = [h for h in sorted(fastest) if h in self.rows_cache]
         if len(keep) < 2:
             return None
-        # fine-tuned through the same kernel factors the search multiplies the network's stage costs by
-        factors = (np.stack([self.factors_cache[h] for h in keep]).astype(np.float32)
-                   if self.kernel_terms else None)
         rows_ = np.stack([self.rows_cache[h] for h in keep]).astype(np.float32)
+        # fine-tuned through the same kernel factors the search multiplies the network's stage costs by
+        factors = kernel_factors(rows_[..., NF:]) if self.kernel_terms else None
         return PipelineData(self.task.name, dict(self.task.sizes), self.ph, self.task.target, self.device,
                             self.threads, np.asarray(feat.pipeline, dtype=np.float32), rows_[..., :NF],
                             np.asarray([fastest[h] * 1e3 for h in keep], dtype=np.float64), keep,
