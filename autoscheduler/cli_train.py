@@ -241,6 +241,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.profiles:
         print(f"per-stage profiles: {_attach_profiles(args.profiles, held)} schedule(s) of the "
               f"'{args.split}' pipelines")
+    if args.as_searched:
+        import numpy as np
+        from cost_model.features_layout import kernel_factors
+        for p in held:
+            if p.stage_extra is not None:
+                p.stage_factors = kernel_factors(np.asarray(p.stage_extra, np.float32)).astype(np.float32)
+        print("scored as the search ranks: each stage's predicted cost times its kernel factor")
     random_held = [p for p in held if not p.bundled]
     bundled = sorted({p.name for p in held if p.bundled})
     print(f"held-out ({args.split}) pipelines: {len(random_held)} random, {len(bundled)} bundled workload(s)")
@@ -389,6 +396,9 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--profiles", action="append", metavar="FILE", help="per-stage profiles "
                     "(`autoschedule profile`): also report how well each model splits a schedule's time "
                     "between its stages")
+    sp.add_argument("--as-searched", action="store_true", help="score each model as the search ranks with it: "
+                    "every stage's predicted cost times its accumulator-latency factor (kernel_terms), summed; "
+                    "default: the network's own prediction")
     sp.set_defaults(func=cmd_evaluate)
 
 

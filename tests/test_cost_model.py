@@ -334,6 +334,37 @@ def test_cli_trains_our_network_with_its_options(tmp_path: Path, capsys: pytest.
     assert "random pipelines: 10 pipelines" in capsys.readouterr().out
 
 
+def test_cli_evaluate_as_searched_scores_stage_costs_times_kernel_factors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate --as-searched` scores a model as the search ranks with it: each stage's cost times
+    its accumulator-latency factor. The demo data holds reductions whose factor is above 1, so the
+    score is not the network's own."""
+    from cost_model.dataset import load_dataset, read_sample_sets
+    from cost_model.features_layout import kernel_factors
+    from cost_model.train import evaluate
+    demo = Path(__file__).resolve().parent.parent / "data" / "samples_small_tiny.jsonl.gz"
+    cache = str(tmp_path / "cache")
+
+    def line(*extra: str) -> str:
+        capsys.readouterr()
+        assert cli.main(["evaluate", "--db", str(demo), "--split", "all", "--cache-dir", cache,
+                         "--quiet", *extra]) == 0
+        out = capsys.readouterr().out
+        return next(x for x in out.splitlines() if "random pipelines:" in x).split("random pipelines: ")[1]
+
+    data = load_dataset(read_sample_sets([str(demo)]), cache_dir=cache)
+    factors = {p.key: kernel_factors(p.stage_extra) for p in data.pipelines}
+    assert any((f > 1).any() for f in factors.values())
+    model = load_model(BASELINE_WEIGHTS)
+    plain = evaluate(model, data.pipelines).line()
+    for p in data.pipelines:
+        p.stage_factors = factors[p.key].astype(np.float32)
+    searched = evaluate(model, data.pipelines).line()
+    assert searched != plain
+    assert line() == plain
+    assert line("--as-searched") == searched
+
+
 def test_denormal_weights_are_flushed_on_save_and_load(tmp_path: Path) -> None:
     from cost_model.train import flush_denormals
     net = _small_net(4)
