@@ -242,11 +242,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"per-stage profiles: {_attach_profiles(args.profiles, held)} schedule(s) of the "
               f"'{args.split}' pipelines")
     if args.as_searched:
-        import numpy as np
         from cost_model.features_layout import kernel_factors
         for p in held:
-            if p.stage_extra is not None:
-                p.stage_factors = kernel_factors(np.asarray(p.stage_extra, np.float32)).astype(np.float32)
+            if p.stage_extra is not None:     # float32 [B, S, 3]: so are its factors
+                p.stage_factors = kernel_factors(p.stage_extra)
         print("scored as the search ranks: each stage's predicted cost times its kernel factor")
     random_held = [p for p in held if not p.bundled]
     bundled = sorted({p.name for p in held if p.bundled})
