@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BaselineError, ToolkitError
-from ..measure import (DeviceUnavailableError, ErrorCode, Executor, LocalExecutor, MeasureAbortedError,
+from ..measure import (DeviceUnavailableError, Executor, LocalExecutor, MeasureAbortedError,
                        MeasureOptions, MeasureResult, cuda_available, device_fingerprint, measure_batch,
                        retime_interleaved, trace_hash)
 from ..measure.candidate import is_cuda_target
