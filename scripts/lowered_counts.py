@@ -33,6 +33,7 @@ import json
 import math
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,7 +448,9 @@ class _Walker:
                 self.block(s.body, env, vlets, weight, s.b if s.a == "produce" and s.b else func)
             elif s.kind == "alloc":
                 size = evaluate(s.c, env)
-                self.add(collections.Counter(allocs=1, alloc_bytes=(size or 0) * 4), weight, func)
+                bits = re.search(r"(\d+)$", s.b)
+                width = max(1, int(bits.group(1)) // 8) if bits else 4
+                self.add(collections.Counter(allocs=1, alloc_bytes=(size or 0) * width), weight, func)
             elif s.kind == "parfor":
                 task = self.funcs.get(s.a)
                 lo, extent = evaluate(s.b, env), evaluate(s.c, env)
@@ -476,7 +479,7 @@ def count_stmt(text: str) -> StmtCounts:
 # ------------------------------------------------------------------------------- lowering
 
 def lower_scheduled(name: str, sizes: dict[str, int], target: str, *, trace: Any = None,
-                    source: Optional[str] = None, path: str = "/tmp/lowered_counts.stmt") -> str:
+                    source: Optional[str] = None) -> str:
     """The lowered statement of workload ``name`` at ``sizes`` under a schedule (a decision ``trace``
     or Python ``source``), every input and output shape fixed so that loop extents are constants."""
     import halide as hl
@@ -506,8 +509,11 @@ def lower_scheduled(name: str, sizes: dict[str, int], target: str, *, trace: Any
         for d, extent in enumerate(shape):
             ob.dim(d).set_bounds(0, int(extent)).set_stride(stride)
             stride *= int(extent)
-    pipe.compile_to_lowered_stmt(path, list(built.inputs.values()), hl.StmtOutputFormat.Text, hl.Target(target))
-    return Path(path).read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "lowered.stmt")
+        pipe.compile_to_lowered_stmt(path, list(built.inputs.values()), hl.StmtOutputFormat.Text,
+                                     hl.Target(target))
+        return Path(path).read_text()
 
 
 # ------------------------------------------------------------------------------- commands
