@@ -114,7 +114,7 @@ def evaluate(expr: str, env: Env) -> Any:
         inner = Env(env)
         inner[parts[0]] = value
         return evaluate(parts[2], inner)
-    code = _code.get(s)
+    code: Any = _code.get(s)
     if code is None:
         try:
             code = compile(_python(s), "<stmt>", "eval")
@@ -159,7 +159,9 @@ _PARFOR = re.compile(r"halide_do_par_for\(\(halide_task_t\)::(\S+), (.*)\)$")
 
 def split_args(s: str) -> list[str]:
     """``s`` split at its top-level commas."""
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in s:
         depth += ch in "(["
         depth -= ch in ")]"
@@ -338,8 +340,9 @@ class StmtCounts:
     """Counters (``COUNTER_NAMES``) of one run: in total and per produce-block Func; ``unknown``: the
     loop extents and branch conditions that could not be evaluated."""
 
-    total: collections.Counter = field(default_factory=collections.Counter)
-    per_func: dict[str, collections.Counter] = field(default_factory=lambda: collections.defaultdict(collections.Counter))
+    total: collections.Counter[str] = field(default_factory=collections.Counter)
+    per_func: dict[str, collections.Counter[str]] = field(
+        default_factory=lambda: collections.defaultdict(collections.Counter))
     unknown: int = 0
 
 
@@ -349,10 +352,10 @@ class _Walker:
         self.out = StmtCounts()
         self._static: dict[tuple[int, tuple[str, ...]], collections.Counter] = {}
 
-    def add(self, c: collections.Counter, weight: float, func: str) -> None:
+    def add(self, c: collections.Counter[str], weight: float, func: str) -> None:
         for k, v in c.items():
-            self.out.total[k] += v * weight
-            self.out.per_func[func][k] += v * weight
+            self.out.total[k] += v * weight  # type: ignore[assignment]  # weighted counts are floats
+            self.out.per_func[func][k] += v * weight  # type: ignore[assignment]
 
     def steers(self, node: Node, var: str) -> bool:
         """Does ``var`` (directly or through lets) decide a loop extent or a branch inside ``node``?"""
