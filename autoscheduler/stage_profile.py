@@ -210,20 +210,11 @@ def _profile_one(name: str, sizes: dict[str, int], target: str, trace: list[Any]
     """Rebuild, replay, apply, compile with the profiler and run; the parts of a StageProfile."""
     import halide as hl
 
-    import halide_pipelines
     from halide_pipelines.spec import output_buffers
-    from autoscheduler.apply import apply_state
-    from autoscheduler.dag import FunctionDAG
-    from autoscheduler.state import SearchSpace
-    from cost_model.dataset import replay
+    from cost_model.dataset import scheduled
 
-    spec = halide_pipelines.get(name)
-    built = spec.build(**sizes)
-    pipe = built.pipeline()
-    dag = FunctionDAG.from_pipeline(pipe)
-    state = replay(SearchSpace(dag, target, int(os.environ.get("HL_NUM_THREADS", "1"))), trace)
+    spec, built, pipe, state = scheduled(name, sizes, target, trace, int(os.environ.get("HL_NUM_THREADS", "1")))
     groups, stage_group = charge_groups(state)
-    apply_state(state, pipe)
     pipe.compile_jit(hl.Target(target).with_feature(hl.TargetFeature.Profile))
     keep = built.bind_inputs(spec.make_inputs(**sizes))
     outs = output_buffers(built)

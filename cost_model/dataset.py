@@ -353,6 +353,23 @@ def replay(space: Any, trace: Sequence[Any]) -> Any:
     return state
 
 
+def scheduled(name: str, sizes: dict[str, int], target: str, trace: Sequence[Any], num_threads: int
+              ) -> tuple[Any, Any, Any, Any]:
+    """The named workload built at ``sizes`` with a trace's schedule applied to its Funcs:
+    (spec, BuiltPipeline, the hl.Pipeline scheduled, the replayed state). For tools that compile a
+    measured schedule again (profiling it, lowering it)."""
+    import halide_pipelines
+    from autoscheduler.apply import apply_state
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.state import SearchSpace
+    spec = halide_pipelines.get(name)
+    built = spec.build(**sizes)
+    pipe = built.pipeline()
+    state = replay(SearchSpace(FunctionDAG.from_pipeline(pipe), target, num_threads), trace)
+    apply_state(state, pipe)
+    return spec, built, pipe, state
+
+
 def feature_rows(space: Any, states: Sequence[Any]) -> np.ndarray:
     """[B, S, 39 + 3]: the search's features of ``states`` and their extra inputs (zero on GPU
     targets, whose network does not take them)."""
@@ -578,6 +595,6 @@ def iter_batches(data: PipelineData, batch_size: int, rng: np.random.Generator) 
 
 __all__ = ["Sample", "PipelineData", "Dataset", "Split", "FeatureCache", "DatasetError", "read_samples",
            "write_export", "load_dataset", "featurize_group", "group_samples", "split_pipelines",
-           "split_role", "attach_profiles", "rebuild", "replay", "featurizer_fingerprint", "iter_batches",
+           "split_role", "attach_profiles", "rebuild", "replay", "scheduled", "featurizer_fingerprint", "iter_batches",
            "is_random_name",
            "DEFAULT_CACHE_DIR", "EXPORT_FORMAT", "EXPORT_VERSION"]

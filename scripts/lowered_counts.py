@@ -481,25 +481,15 @@ def count_stmt(text: str) -> StmtCounts:
 
 # ------------------------------------------------------------------------------- lowering
 
-def lower_scheduled(name: str, sizes: dict[str, int], target: str, *, trace: Any = None,
-                    source: Optional[str] = None) -> str:
-    """The lowered statement of workload ``name`` at ``sizes`` under a schedule (a decision ``trace``
-    or Python ``source``), every input and output shape fixed so that loop extents are constants."""
+def lower_scheduled(name: str, sizes: dict[str, int], target: str, trace: Any, num_threads: int) -> str:
+    """The lowered statement of workload ``name`` at ``sizes`` under a measured schedule (its decision
+    ``trace``, replayed at the ``num_threads`` it was searched for), every input and output shape fixed
+    so that loop extents are constants."""
     import halide as hl
 
-    import halide_pipelines
-    from autoscheduler.apply import apply_state
-    from autoscheduler.dag import FunctionDAG
-    from autoscheduler.state import SearchSpace
-    from cost_model.dataset import replay
+    from cost_model.dataset import scheduled
 
-    spec = halide_pipelines.get(name)
-    built = spec.build(**sizes)
-    pipe = built.pipeline()
-    if trace is not None:
-        apply_state(replay(SearchSpace(FunctionDAG.from_pipeline(pipe), target, 2), trace), pipe)
-    elif source is not None:
-        exec(source, {"hl": hl, "pipeline": pipe})  # noqa: S102 - a schedule this toolkit emitted
+    spec, built, pipe, _ = scheduled(name, sizes, target, trace, num_threads)
     arrays = spec.make_inputs(**sizes)
     for key, param in built.inputs.items():
         if isinstance(param, hl.ImageParam):
@@ -535,7 +525,7 @@ def _collect(dbs: list[str], out: str) -> None:
             if key in done:
                 continue
             try:
-                c = count_stmt(lower_scheduled(s.pipeline, s.sizes, s.target, trace=s.trace))
+                c = count_stmt(lower_scheduled(s.pipeline, s.sizes, s.target, s.trace, s.num_threads))
             except Exception as e:  # noqa: BLE001 - a probe: report and go on
                 print(f"{key[0]} {key[1][:12]}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
