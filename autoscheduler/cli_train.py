@@ -126,6 +126,8 @@ def _attach_profiles(files: list[str], pipelines: list[Any]) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.dataset import featurizer_fingerprint
     from cost_model.train import TrainOptions, evaluate, make_model, save_model, train_seeds
+    if args.hoisted_math and not args.math_inputs:
+        raise ToolkitError("--hoisted-math changes what --math-inputs feeds the network: give both")
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
     print(f"split by pipeline: {split.describe()}")
@@ -153,7 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
                           context=not args.no_context, members=args.members, normalize=args.normalize,
                           adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs,
-                          extra_inputs=args.extra_inputs, kernel_factors=args.kernel_factors)
+                          extra_inputs=args.extra_inputs, kernel_factors=args.kernel_factors,
+                          hoisted_math=args.hoisted_math)
     if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
         raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
     if args.jobs < 1:
@@ -367,6 +370,9 @@ def register(subparsers: Any) -> None:
                     "terms as extra inputs")
     sp.add_argument("--math-inputs", action="store_true", help="our network: each stage's costly math calls "
                     "(element-by-element libm functions such as tanh, polynomial ones such as exp) as inputs")
+    sp.add_argument("--hoisted-math", action="store_true", help="our network, with --math-inputs: the math "
+                    "calls each point runs under the schedule, loop-invariant calls hoisted as Halide does "
+                    "(autoscheduler.features.math_inputs), instead of the algorithm's per-point count")
     sp.add_argument("--extra-inputs", action="store_true", help="our network: each stage's scatter stores, "
                     "gathered accumulator loads and accumulator-latency factor as inputs "
                     "(autoscheduler.features.extra_inputs)")

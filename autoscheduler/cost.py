@@ -39,7 +39,11 @@ def stage_inputs(net: nn.Module, states: Sequence[Any]) -> dict[str, Any]:
     config = getattr(net, "config", None)
     out: dict[str, Any] = {}
     if states and getattr(config, "math_inputs", False):
-        out["stage_math"] = torch.from_numpy(states[0].space.dag.math_calls())
+        if getattr(config, "hoisted_math", False):
+            from .features.math_inputs import batch_math
+            out["stage_math"] = torch.from_numpy(batch_math(states))
+        else:
+            out["stage_math"] = torch.from_numpy(states[0].space.dag.math_calls())
     if states and getattr(config, "extra_inputs", False):
         from .features.extra_inputs import batch_extras
         out["stage_extra"] = torch.from_numpy(batch_extras(states))

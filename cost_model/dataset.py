@@ -47,7 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "db" / "feature_cache"
 EXPORT_FORMAT = "halide-toolkit-samples"
 EXPORT_VERSION = 1
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 class DatasetError(ToolkitError):
@@ -222,6 +222,14 @@ class PipelineData:
     # [B, S, 3] extra schedule inputs of each stage (``autoscheduler.features.extra_inputs``), for
     # networks that take them (``OurNetConfig.extra_inputs``)
     stage_extra: np.ndarray | None = None
+    # [B, S, 2] the costly math calls each point runs under each schedule, loop-invariant calls
+    # hoisted (``autoscheduler.features.math_inputs``), for networks with ``OurNetConfig.hoisted_math``
+    stage_math_run: np.ndarray | None = None
+
+    def math_input(self, hoisted: bool) -> np.ndarray | None:
+        """What a network's ``stage_math`` argument takes: the executed calls [B, S, 2] for a network
+        with ``hoisted_math``, else the per-point calls of the algorithm [S, 2]."""
+        return self.stage_math_run if hoisted else self.stage_math
 
     @property
     def key(self) -> str:
@@ -245,7 +253,8 @@ class PipelineData:
                             None if self.stage_factors is None else self.stage_factors[ix],
                             None if self.stage_group is None else self.stage_group[ix],
                             None if self.group_share is None else self.group_share[ix], self.stage_math,
-                            None if self.stage_extra is None else self.stage_extra[ix])
+                            None if self.stage_extra is None else self.stage_extra[ix],
+                            None if self.stage_math_run is None else self.stage_math_run[ix])
 
 
 def is_random_name(name: str) -> bool:
@@ -284,7 +293,7 @@ class FeatureCache:
 
     def load(self, pipeline_hash: str, target: str, num_cores: int
              ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
-        """(pipeline features, type mask, stage math, {trace hash: [S, 39 + 3] row: schedule features
+        """(pipeline features, type mask, stage math, {trace hash: [S, 39 + 3 + 2] row: schedule features
         then extra inputs}); empty when not cached."""
         p = self.path(pipeline_hash, target, num_cores)
         if p is None or not p.exists():
@@ -371,15 +380,23 @@ def scheduled(name: str, sizes: dict[str, int], target: str, trace: Sequence[Any
 
 
 def feature_rows(space: Any, states: Sequence[Any]) -> np.ndarray:
-    """[B, S, 39 + 3]: the search's features of ``states`` and their extra inputs (zero on GPU
-    targets, whose network does not take them)."""
+    """[B, S, 39 + 3 + 2]: the search's features of ``states``, their extra inputs (zero on GPU
+    targets, whose network does not take them) and the math calls each point runs
+    (``features.math_inputs``; split them with :func:`split_rows`)."""
     from autoscheduler.features import featurizer_for
+    from autoscheduler.features.math_inputs import batch_math
     feats = np.asarray(featurizer_for(space).batch(states), dtype=np.float32)
     extra = np.zeros((*feats.shape[:2], NUM_EXTRA_INPUTS), dtype=np.float32)
     if not getattr(space, "gpu", False):
         from autoscheduler.features.extra_inputs import batch_extras
         extra = batch_extras(states)
-    return np.concatenate([feats, extra], axis=-1)
+    return np.concatenate([feats, extra, batch_math(list(states))], axis=-1)
+
+
+def split_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`feature_rows` [..., 39 + 3 + 2] as (schedule features, extra inputs, math calls run)."""
+    a, b = NUM_SCHEDULE_FEATURES, NUM_SCHEDULE_FEATURES + NUM_EXTRA_INPUTS
+    return rows[..., :a], np.ascontiguousarray(rows[..., a:b]), np.ascontiguousarray(rows[..., b:])
 
 
 def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None,
@@ -434,12 +451,12 @@ def featurize_group(samples: Sequence[Sample], cache: FeatureCache | None = None
     if not keep:
         return None
     stacked = np.stack([rows[h] for h in keep]).astype(np.float32)
-    sched, extra = stacked[..., :NUM_SCHEDULE_FEATURES], stacked[..., NUM_SCHEDULE_FEATURES:]
+    sched, extra, math_run = split_rows(stacked)
     runtimes = np.asarray([(best[h].runtime_s or 0.0) * 1e3 for h in keep], dtype=np.float64)
     return PipelineData(first.pipeline, dict(first.sizes), first.pipeline_hash, first.target, first.device,
                         first.num_threads, np.asarray(pipe, dtype=np.float32), sched, runtimes, keep,
                         np.asarray(mask, dtype=np.float32), stage_math=np.asarray(math_, dtype=np.float32),
-                        stage_extra=np.ascontiguousarray(extra))
+                        stage_extra=extra, stage_math_run=math_run)
 
 
 def group_samples(samples: Iterable[Sample]) -> dict[tuple[str, str, str, int], list[Sample]]:

@@ -67,7 +67,11 @@ class OurNetConfig:
     stage vectorised across its storage order, and the accumulator-latency factor);
     ``kernel_factors``: trained, early-stopped and evaluated on its stage costs times each stage's
     accumulator-latency factor (``kernel_terms``, from the extra inputs' third column), which is
-    what the search ranks by (``autoscheduler.cost.CostModel.predict`` multiplies them in).
+    what the search ranks by (``autoscheduler.cost.CostModel.predict`` multiplies them in);
+    ``hoisted_math`` (with ``math_inputs``): the math calls are those each point actually runs under
+    the schedule, after Halide hoists loop-invariant calls out of loops
+    (``autoscheduler.features.math_inputs``, ``PipelineData.stage_math_run``), not the per-point
+    count of the algorithm; callers pass that [B, S, 2] as ``stage_math`` (``math_input_of``).
     """
 
     @property
@@ -87,6 +91,7 @@ class OurNetConfig:
     math_inputs: bool = False
     extra_inputs: bool = False
     kernel_factors: bool = False
+    hoisted_math: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,7 +283,8 @@ class OurNet(nn.Module):
         if self.config.math_inputs:
             if stage_math is None:
                 raise ValueError("this network takes each stage's math calls (OurNetConfig.math_inputs): "
-                                 "pass stage_math [stages, 2] (FunctionDAG.math_calls())")
+                                 "pass stage_math [stages, 2] (FunctionDAG.math_calls()), or [batch, stages, 2] "
+                                 "(features.math_inputs.batch_math) for a network with hoisted_math")
             m = torch.as_tensor(stage_math, dtype=torch.float32, device=sched.device)
             m = m.reshape(-1, s, MATH_INPUTS).expand(b, s, MATH_INPUTS)
             points = (sched[..., _F["points_computed_total"]]

@@ -149,7 +149,8 @@ def _predictions(model: nn.Module, data: PipelineData
     pipe, sched = _tensors(data)
     detailed: Any = getattr(model, "forward_detailed", None)
     if isinstance(model, OurNet):
-        math_ = None if data.stage_math is None else torch.from_numpy(np.asarray(data.stage_math, np.float32))
+        m = data.math_input(model.config.hoisted_math)
+        math_ = None if m is None else torch.from_numpy(np.asarray(m, np.float32))
         extra = None if data.stage_extra is None else torch.from_numpy(np.asarray(data.stage_extra, np.float32))
         detailed = functools.partial(model.forward_detailed, stage_math=math_, stage_extra=extra)
     factors_ = data.stage_factors
@@ -364,7 +365,8 @@ def _train(model: nn.Module, train_set: Sequence[PipelineData], val_set: Sequenc
         raise ValueError("no training pipeline has two or more measured schedules")
     if isinstance(model, OurNet) and model.config.normalize and not model.normalization_fitted:
         # a fresh network: standardise its inputs on the training pipelines (kept when training on)
-        model.fit_normalization((p.pipeline, p.schedule, p.num_cores, p.stage_math, p.stage_extra) for p in usable)
+        model.fit_normalization((p.pipeline, p.schedule, p.num_cores, p.math_input(model.config.hoisted_math),
+                                 p.stage_extra) for p in usable)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr, eps=1e-5, weight_decay=opts.weight_decay)

@@ -254,7 +254,9 @@ def parse(text: str) -> dict[str, Node]:
 
 EXPENSIVE_MATH = {"exp", "log", "pow", "sin", "cos", "tan", "atan", "atan2", "tanh", "sinh", "cosh", "asin",
                   "acos", "acosh", "asinh", "atanh", "erf"}
-_MATH = re.compile(r"\b([a-z0-9]+)_f(?:16|32|64)\(")
+_MATH = re.compile(r"(\((?:float|u?int)\d+(?:x(\d+))?\))?\b([a-z0-9]+)_f(?:16|32|64)\(")
+"""A math call, with the type Halide prints before it: ``(float32x16)sin_f32(`` runs 16 lanes,
+``(float32)cos_f32(`` one (a scalar call broadcast into a vector statement)."""
 _LANES = re.compile(r"ramp\([^()]*?(?:\([^()]*\)[^()]*?)*,\s*(\d+)\)|\bx(\d+)\(|[a-z]\d+x(\d+)")
 _RAMP = re.compile(r"^\s*ramp\((.*)\)(?:\s+aligned\(.*\))?\s*$")
 _OPS = re.compile(r" [-+%] |\*|/|\bmin\(|\bmax\(|\bselect\(| [<>]=? | [!=]= | && | \|\| |\babs\(|"
@@ -322,8 +324,8 @@ def statement_counts(text: str, vector_lets: dict[str, tuple[str, int]], is_stor
         body = body.split(" = ", 1)[1]
     body = re.sub(r"\([a-z_ ]+\*\)", "", body)  # pointer casts: (void *), (struct halide_buffer_t *)
     ops, divs = len(_OPS.findall(body)), body.count("/")
-    for fn in _MATH.findall(body):
-        c["math_exp" if fn in EXPENSIVE_MATH else "math_cheap"] += lanes
+    for typed, width, fn in _MATH.findall(body):
+        c["math_exp" if fn in EXPENSIVE_MATH else "math_cheap"] += int(width) if width else 1 if typed else lanes
     if vector:
         c["vec_ops"] += ops * native
         c["vec_div"] += divs * native

@@ -58,13 +58,78 @@ def math_calls(exprs: Sequence[ir.Expr]) -> np.ndarray:
     out = np.zeros(MATH_CLASSES, dtype=np.float32)
     for e in exprs:
         for n in ir.walk(e):
-            if isinstance(n, ir.Call) and n.call_type in (CallType.Extern, CallType.PureExtern):
-                base = n.name.rsplit("_f", 1)[0] if n.name.endswith(("_f16", "_f32", "_f64")) else n.name
-                if base in LIBM_MATH:
-                    out[0] += 1
-                elif base in POLY_MATH:
-                    out[1] += 1
+            c = _math_class(n)
+            if c >= 0:
+                out[c] += 1
     return out
+
+
+def _math_class(n: ir.Expr) -> int:
+    """Column of a costly math call in :func:`math_calls` (0 ``LIBM_MATH``, 1 ``POLY_MATH``), -1 otherwise."""
+    if isinstance(n, ir.Call) and n.call_type in (CallType.Extern, CallType.PureExtern):
+        base = n.name.rsplit("_f", 1)[0] if n.name.endswith(("_f16", "_f32", "_f64")) else n.name
+        if base in LIBM_MATH:
+            return 0
+        if base in POLY_MATH:
+            return 1
+    return -1
+
+
+class _Reads:
+    """The variables an expression reads (pure Vars and RVars), Let names resolved to what their
+    values read; Params and buffer fields (``input.extent.0``) left out: constant over any loop."""
+
+    def __init__(self, exprs: Sequence[ir.Expr]) -> None:
+        self.lets: dict[str, ir.Expr] = {}
+        for e in exprs:
+            for n in ir.walk(e):
+                if isinstance(n, ir.Let):
+                    self.lets[n.name] = n.value
+        self.resolved: dict[str, frozenset[str]] = {}
+
+    def __call__(self, e: ir.Expr, busy: frozenset[str] = frozenset()) -> frozenset[str]:
+        out: set[str] = set()
+        for n in ir.walk(e):
+            if not isinstance(n, ir.Variable) or n.param_name or n.image_name:
+                continue
+            if n.name in self.lets and n.name not in busy:
+                if n.name not in self.resolved:
+                    self.resolved[n.name] = self(self.lets[n.name], busy | {n.name})
+                out |= self.resolved[n.name]
+            elif n.name not in self.lets and "." not in n.name:
+                out.add(n.name)
+        return frozenset(out)
+
+
+MathDeps = tuple[tuple[int, frozenset[str]], ...]
+CallArgDeps = tuple[tuple[str, tuple[frozenset[str], ...]], ...]
+
+
+def math_call_deps(exprs: Sequence[ir.Expr]) -> tuple[MathDeps, CallArgDeps]:
+    """What loop-invariant hoisting needs of a stage's expressions: each costly math call's class
+    (:func:`math_calls` column) with the variables its arguments read, and each call of a Func with
+    the variables each of its arguments reads (to follow an inlined Func's math into its consumer).
+
+    Why: Halide hoists a loop-invariant call out of the loops its arguments do not depend on, so a
+    ``cos`` of a channel index runs once per channel, not once per point; random_55's fastest
+    schedules (8-12 ms) run a few ``cos`` per channel where the slow ones (18-70 ms) run one per
+    point, which the per-point count cannot tell apart. ``features.math_inputs`` turns these sets
+    and a state's loop nests into the calls executed."""
+    reads = _Reads(exprs)
+    calls: list[tuple[int, frozenset[str]]] = []
+    funcs: list[tuple[str, tuple[frozenset[str], ...]]] = []
+    for e in exprs:
+        for n in ir.walk(e):
+            c = _math_class(n)
+            if c >= 0:
+                assert isinstance(n, ir.Call)
+                deps: frozenset[str] = frozenset()
+                for a in n.args:
+                    deps |= reads(a)
+                calls.append((c, deps))
+            elif isinstance(n, ir.Call) and n.call_type == CallType.Halide:
+                funcs.append((n.name, tuple(reads(a) for a in n.args)))
+    return tuple(calls), tuple(funcs)
 
 
 def classify_type(t: ir.Type) -> int:

@@ -29,7 +29,7 @@ from ..ir.schema import CallType, TypeCode
 from .bounds import (BoundsEvaluator, End, Interval, Lin, Num, ParamEstimates, compile_box, e_max, e_min,
                      type_bounds)
 from .features import (MATH_CLASSES, Differentiator, Jacobian, LoadJacobian, PipelineFeatures, StageFeaturizer,
-                       math_calls)
+                       math_call_deps, math_calls)
 from .simplify import Simplifier
 
 
@@ -181,6 +181,10 @@ class Stage:
     loop_bounds: Box = ()
     # costly math calls per point by class (``features.math_calls``): not in Halide's features
     math_calls: np.ndarray = field(default_factory=lambda: np.zeros(MATH_CLASSES, dtype=np.float32))
+    # each of those calls: (class, variables its arguments read); each Func call: (callee, variables
+    # each argument reads); for loop-invariant hoisting (``features.math_inputs``)
+    math_deps: tuple[tuple[int, frozenset[str]], ...] = ()
+    call_arg_deps: tuple[tuple[str, tuple[frozenset[str], ...]], ...] = ()
 
     @property
     def is_update(self) -> bool:
@@ -726,6 +730,7 @@ class FunctionDAG:
         featurizer = StageFeaturizer(node.name, [l.var for l in st.loops], simplifier)
         st.features = featurizer.run(d)
         st.math_calls = math_calls(exprs)
+        st.math_deps, st.call_arg_deps = math_call_deps(exprs)
 
         # Halide's is_pointwise test: every Func/Image call indexes with exactly the pure args.
         pointwise = True

@@ -603,8 +603,7 @@ class _Tuner:
 
     def pipeline_data(self, rows: Sequence[Record]) -> Any:
         """This pipeline's successful measurements (at the search's thread count) as PipelineData."""
-        from cost_model.dataset import PipelineData, feature_rows, replay
-        from cost_model.features_layout import NUM_SCHEDULE_FEATURES as NF
+        from cost_model.dataset import PipelineData, feature_rows, replay, split_rows
         from cost_model.features_layout import kernel_factors
 
         from ..features import featurizer_for
@@ -633,12 +632,13 @@ class _Tuner:
             return None
         rows_ = np.stack([self.rows_cache[h] for h in keep]).astype(np.float32)
         # fine-tuned through the same kernel factors the search multiplies the network's stage costs by
-        factors = kernel_factors(rows_[..., NF:]) if self.kernel_terms else None
+        sched, extra, math_run = split_rows(rows_)
+        factors = kernel_factors(extra) if self.kernel_terms else None
         return PipelineData(self.task.name, dict(self.task.sizes), self.ph, self.task.target, self.device,
-                            self.threads, np.asarray(feat.pipeline, dtype=np.float32), rows_[..., :NF],
+                            self.threads, np.asarray(feat.pipeline, dtype=np.float32), sched,
                             np.asarray([fastest[h] * 1e3 for h in keep], dtype=np.float64), keep,
                             stage_factors=factors, stage_math=self.space.dag.math_calls(),
-                            stage_extra=np.ascontiguousarray(rows_[..., NF:]))
+                            stage_extra=extra, stage_math_run=math_run)
 
     def load_replay(self) -> list[Any]:
         if self.replay_data is None:
