@@ -63,3 +63,19 @@ def check_against_root(name: str, state: Any, sizes_list: Any, target: str = "x8
         want = root_outputs(spec, sizes, inputs, hl.Target(target))
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=max(spec.rtol, 1e-5), atol=max(spec.atol, 1e-6))
+
+
+def featurized_twice(name: str, target: str, seeds: Any, cache_dir: Any) -> tuple[list[Any], list[Any], Any, Any]:
+    """Random states (``seeds``) of bundled workload ``name`` at its test sizes, as measured samples
+    (made-up times), featurized into a fresh cache and again from it: (states, samples, first,
+    again), for tests of what the data set carries through its feature cache."""
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.state import random_state
+    from cost_model.dataset import FeatureCache, Sample, featurize_group
+    spec = halide_pipelines.get(name)
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+    states = [random_state(dag, target, k, parallelism=2) for k in seeds]
+    samples = [Sample(name, dict(spec.test_sizes), f"h-{name}", target, "dev", 2,
+                      [d.to_dict() for d in st.decisions], 1e-3 * (k + 1), "OK") for k, st in enumerate(states)]
+    cache = FeatureCache(cache_dir)
+    return states, samples, featurize_group(samples, cache), featurize_group(samples, cache)

@@ -19,10 +19,10 @@ from autoscheduler.features import network_inputs
 from autoscheduler.features.extra_inputs import EXTRA_INPUT_NAMES, batch_extras, stage_extras
 from autoscheduler.features.kernel_terms import batch_factors, stage_factors
 from autoscheduler.state import Decision, InnerTile, Layout, Place, State, random_state
-from cost_model.dataset import FeatureCache, PipelineData, Sample, featurize_group
+from cost_model.dataset import PipelineData
 from cost_model.our_net import OurNetConfig
 from cost_model.train import _predictions
-from shared_pipelines import tiny_ournet
+from shared_pipelines import featurized_twice, tiny_ournet
 
 AVX2 = "x86-64-linux-avx-avx2-f16c-fma-sse41"
 SCATTER, GATHER, STALL = (EXTRA_INPUT_NAMES.index(n) for n in
@@ -187,15 +187,7 @@ def test_a_network_trained_through_the_kernel_factors_is_scored_as_the_search_ra
 
 
 def test_data_sets_carry_extra_inputs_through_the_cache(tmp_path):
-    import halide_pipelines
-    spec = halide_pipelines.get("random_17")
-    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
-    states = [random_state(dag, AVX2, k, parallelism=2) for k in (1, 2, 3)]
-    samples = [Sample("random_17", dict(spec.test_sizes), "h17", AVX2, "dev", 2,
-                      [d.to_dict() for d in st.decisions], 1e-3 * (k + 1), "OK") for k, st in enumerate(states)]
-    cache = FeatureCache(tmp_path)
-    first = featurize_group(samples, cache)
-    again = featurize_group(samples, cache)                     # from the cache file
+    states, samples, first, again = featurized_twice("random_17", AVX2, (1, 2, 3), tmp_path)   # again: from the cache
     assert first is not None and again is not None and first.stage_extra is not None
     assert first.schedule.shape[-1] == 39 and first.stage_extra.shape == (*first.schedule.shape[:2], 3)
     assert again.stage_extra is not None and np.array_equal(first.stage_extra, again.stage_extra)

@@ -28,9 +28,8 @@ from autoscheduler.dag.features import math_call_deps
 from autoscheduler.features import featurizer_for, network_inputs
 from autoscheduler.features.math_inputs import batch_math, stage_math
 from autoscheduler.state import Decision, InnerTile, Layout, Place, State, random_state
-from cost_model.dataset import FeatureCache, Sample, featurize_group
 from cost_model.features_layout import SCHEDULE_FEATURE_NAMES
-from shared_pipelines import tiny_ournet
+from shared_pipelines import featurized_twice, tiny_ournet
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("lowered_counts", ROOT / "scripts" / "lowered_counts.py")
@@ -185,15 +184,7 @@ def test_random_states_land_near_the_lowered_counts():
 
 
 def test_data_sets_and_the_search_pass_executed_calls_to_networks_that_take_them(tmp_path):
-    import halide_pipelines
-    spec = halide_pipelines.get("random_55")
-    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
-    states = [random_state(dag, AVX512, k, parallelism=2) for k in range(6)]
-    samples = [Sample("random_55", dict(spec.test_sizes), "h55", AVX512, "dev", 2,
-                      [d.to_dict() for d in st.decisions], 1e-3 * (k + 1), "OK") for k, st in enumerate(states)]
-    cache = FeatureCache(tmp_path)
-    first = featurize_group(samples, cache)
-    again = featurize_group(samples, cache)                       # from the cache file
+    states, samples, first, again = featurized_twice("random_55", AVX512, range(6), tmp_path)   # again: from the cache
     assert first is not None and again is not None and first.stage_math_run is not None
     assert np.array_equal(first.stage_math_run, again.stage_math_run)
     order = {h: i for i, h in enumerate(first.trace_hashes)}

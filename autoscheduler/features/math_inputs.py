@@ -44,9 +44,10 @@ def executed_fraction(stage: Stage, plan: StagePlan, deps: frozenset[str]) -> fl
     first: every unrolled copy keeps its own call, and CSE works within one statement, unless the
     call is lifted out of a serial loop inside that one (any of the stage's serial loops, when it
     reads none), where the copies it does not tell apart merge. A vector loop it does not read
-    computes it once per vector, as a scalar. Checked against
-    Halide's lowered code in tests/test_hoisted_math.py (within a few times, against per-point
-    counts off by up to three orders of magnitude)."""
+    computes it once per vector, as a scalar. Read off Halide's lowered statements of forty random
+    schedules of tests/test_hoisted_math.py's pipeline: a geometric mean of 1.01 times the calls
+    executed (0.03x to 33x; a call lifted beyond the compute site into the consumer's loops is the
+    worst miss), where the per-point count was 8.5 to 4,096 times them (data/README.md)."""
     dims = {l.pure_dim for l in stage.loops if not l.rvar and l.var in deps}
     rvars = {k for k, rv in enumerate(stage.definition.rvars) if rv.var in deps}
     loops = plan.loops
