@@ -293,8 +293,8 @@ class FeatureCache:
 
     def load(self, pipeline_hash: str, target: str, num_cores: int
              ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
-        """(pipeline features, type mask, stage math, {trace hash: [S, 39 + 3 + 2] row: schedule features
-        then extra inputs}); empty when not cached."""
+        """(pipeline features, type mask, stage math, {trace hash: [S, 39 + 3 + 2] row: schedule features,
+        extra inputs, math calls run}); empty when not cached."""
         p = self.path(pipeline_hash, target, num_cores)
         if p is None or not p.exists():
             return None, None, None, {}

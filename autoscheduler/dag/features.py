@@ -55,12 +55,14 @@ MATH_CLASSES = 2
 def math_calls(exprs: Sequence[ir.Expr]) -> np.ndarray:
     """Calls per point of the costly math functions in a stage's expressions, by class (columns
     ``LIBM_MATH``, ``POLY_MATH``); float32 [2]. Names are Halide's (``tanh_f32``, ``exp_f64``)."""
+    return class_counts(math_call_deps(exprs)[0])
+
+
+def class_counts(calls: "MathDeps") -> np.ndarray:
+    """float32 [2]: how many of ``calls`` (:func:`math_call_deps`) fall in each class."""
     out = np.zeros(MATH_CLASSES, dtype=np.float32)
-    for e in exprs:
-        for n in ir.walk(e):
-            c = _math_class(n)
-            if c >= 0:
-                out[c] += 1
+    for c, _ in calls:
+        out[c] += 1
     return out
 
 

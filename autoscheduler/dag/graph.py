@@ -29,7 +29,7 @@ from ..ir.schema import CallType, TypeCode
 from .bounds import (BoundsEvaluator, End, Interval, Lin, Num, ParamEstimates, compile_box, e_max, e_min,
                      type_bounds)
 from .features import (MATH_CLASSES, Differentiator, Jacobian, LoadJacobian, PipelineFeatures, StageFeaturizer,
-                       math_call_deps, math_calls)
+                       class_counts, math_call_deps)
 from .simplify import Simplifier
 
 
@@ -729,8 +729,8 @@ class FunctionDAG:
         st.narrowest_bits = collector.narrowest
         featurizer = StageFeaturizer(node.name, [l.var for l in st.loops], simplifier)
         st.features = featurizer.run(d)
-        st.math_calls = math_calls(exprs)
-        st.math_deps, st.call_arg_deps = math_call_deps(exprs)
+        st.math_deps, st.call_arg_deps = math_call_deps(exprs)   # one walk: the calls and what they read
+        st.math_calls = class_counts(st.math_deps)
 
         # Halide's is_pointwise test: every Func/Image call indexes with exactly the pure args.
         pointwise = True
