@@ -12,9 +12,16 @@ its group with the same coarse signature (its placement decisions) were already 
 spread over structurally different choices; each later pass penalises children whose coarse signature
 was not among the best final states of the previous pass, refining inside the good regions.
 
-A time budget stops the search: the best complete state found so far is returned, and when none is
-complete yet, the best partial state is completed greedily. When every child is pruned (or nothing is
-returned for any reason) the fallback is compute_root everywhere with the first tiling offered.
+A time budget bounds the search. The beam aims to end by ``BEAM_END`` of it (refinement gets the
+rest): before each expansion it narrows to the width at which the slots left fit in the time left,
+at what expanding one state has cost lately, down to one state (a greedy completion). Scoring
+with a slower network (``ours.pt``: five networks and extra inputs) or a pipeline of many stages
+thus narrows the whole rest of the pass, instead of running the full beam until the time is gone
+and completing greedily what is left (the producers nearest the inputs, often the heaviest: a
+training step's weight gradients). Later passes start only while time is left, and a pass still
+running at the deadline is dropped when an earlier one finished. When every child is pruned (or
+nothing is returned for any reason) the fallback is compute_root everywhere with the first tiling
+offered.
 
 Last, while the budget lasts, the best state's Funcs that host others get their register tiles
 re-chosen together with the tiles of the Funcs computed inside them (``refine.refine_tiles``): the
@@ -34,10 +41,12 @@ evened out (``refine.refine_balance``: as many tasks, the last no longer short).
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -51,6 +60,8 @@ from .state.decisions import WHERE_ROOT, InnerTile, Kernel, Place
 CostFn = Callable[[Sequence[State]], np.ndarray]
 
 _COMPLETE = (math.inf,)
+COST_WINDOW = 16   # expansions the beam's per-state cost estimate averages over
+BEAM_END = 0.8     # with refinement on, the beam search aims to end by this share of the budget
 REFINE_END = 0.97   # refinement stops at this share of the budget (a greedy replay step may overrun it)
 REFINE_SHARE = 0.5  # the time of refine_kernels and of each site move (refine_sites, ...), as a share of the beam's ...
 REFINE_MIN_S = 1.0  # ... but at least this
@@ -131,39 +142,51 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
     start = time.perf_counter()
     order = {f: i for i, f in enumerate(initial.space.order)} if hasattr(initial.space, "order") \
         else _decision_order(initial)
-    n_slots = max(1, _count_slots(initial))
+    slot_keys = _slot_keys(initial, order)
+    n_slots = max(1, len(slot_keys))
     keep_p = (opts.dropout / 100.0) ** (1.0 / n_slots) if opts.dropout < 100 else 1.0
     finals: list[tuple[float, State]] = []
     scored = 0
     blessed: set[tuple] = set()
     passes_run = 0
-    last_expand_s = single_expand_s = 0.0  # one group's expansion; one state's (greedy step)
+    stats: dict[str, float] = {"slots": float(n_slots), "beam_min": float(opts.beam_size)}
+    # The budget is a deadline. The beam aims to end by ``beam_end`` (refinement gets the rest):
+    # before each expansion it narrows to the width at which the slots left fit in the time left,
+    # at the mean time one beam state's expansion took over the last ``COST_WINDOW`` expansions
+    # (the first ones, on cold featurizer caches, cost several times what later ones do), down to
+    # one state (greedy). The width is revised before every expansion, so an estimate that is off
+    # is corrected as the pass goes on.
+    beam_end = opts.time_budget_s * (BEAM_END if opts.refine else 1.0)
+    recent: deque[tuple[float, int, int]] = deque(maxlen=COST_WINDOW)  # (seconds, states, width) per expansion
     for p in range(max(1, opts.passes)):
-        if time.perf_counter() - start > opts.time_budget_s and finals:
+        if time.perf_counter() - start > beam_end and finals:
             break
         passes_run += 1
         frontier: dict[tuple, list[tuple[float, State]]] = {_slot_key(initial, order): [(0.0, initial)]}
         pass_finals: list[tuple[float, State]] = []
-        timed_out = False
+        narrowed = False
+        groups = 0
         while frontier:
             key = min(frontier)
             group = frontier.pop(key)
             if key == _COMPLETE:
                 pass_finals = sorted(group, key=lambda cs: cs[0])
                 break
-            beam = _select(group, opts.beam_size, p, blessed, keep_p, rng)
-            # The budget is a deadline: stop while the next expansion and the greedy completion
-            # of what is left (one state's children per remaining slot) still fit in it.
-            left = n_slots - len(beam[0][1].decisions) if beam else 0
-            reserve = last_expand_s + max(0, left) * max(single_expand_s, last_expand_s / max(1, len(beam)))
-            if time.perf_counter() - start + reserve > opts.time_budget_s:
-                timed_out = True
-                # Finish the best partial state greedily so something complete comes back.
-                done = _greedy_complete(beam[0][1], cost_fn)
-                c = float(np.asarray(cost_fn([done]), dtype=np.float64)[0])
-                scored += 1
-                pass_finals = [(c if math.isfinite(c) else math.inf, done)]
+            now = time.perf_counter() - start
+            if now > opts.time_budget_s and finals:
+                narrowed = True         # past the deadline with a complete pick: drop this pass
                 break
+            width = opts.beam_size
+            if recent:
+                left = max(1, len(slot_keys) - bisect.bisect_left(slot_keys, key))  # groups still to expand
+                states = sum(n for _, n, _ in recent)
+                per_state = sum(t for t, _, _ in recent) / states
+                fill = states / sum(w for _, _, w in recent)  # groups smaller than the width expand them all
+                width = max(1, min(width, int((beam_end - now) / (left * per_state * fill))))
+                if width < opts.beam_size:
+                    narrowed = True
+                    stats["beam_min"] = min(stats["beam_min"], float(width))
+            beam = _select(group, width, p, blessed, keep_p, rng)
             t_expand = time.perf_counter()
             children: list[State] = []
             seen: set[int] = set()
@@ -174,6 +197,7 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                         continue
                     seen.add(h)
                     children.append(child)
+            groups += 1
             if not children:
                 continue
             costs = np.asarray(cost_fn(children), dtype=np.float64)
@@ -182,20 +206,22 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                 if not math.isfinite(c):
                     continue  # pruned by the cost function
                 frontier.setdefault(_slot_key(child, order), []).append((float(c), child))
-            last_expand_s = time.perf_counter() - t_expand
-            if len(beam) == 1:
-                single_expand_s = max(single_expand_s, last_expand_s)
+            recent.append((time.perf_counter() - t_expand, len(beam), width))
+        stats[f"pass{p}_groups"] = float(groups)
+        stats[f"pass{p}_end_s"] = time.perf_counter() - start
+        stats[f"pass{p}_narrowed"] = float(narrowed)
         if pass_finals:
             best_cost = pass_finals[0][0]
             blessed = {_coarse(s) for c, s in pass_finals[: opts.beam_size] if c <= 1.2 * best_cost}
             finals.extend(pass_finals)
-        if timed_out:
-            break
+        if narrowed:
+            break       # no time for another pass
     uniq: dict[int, tuple[float, State]] = {}
     for c, s in finals:
         if s.is_complete and (hash(s) not in uniq or c < uniq[hash(s)][0]):
             uniq[hash(s)] = (c, s)
     ranked = sorted(uniq.values(), key=lambda cs: cs[0])
+    stats["beam_end_s"] = time.perf_counter() - start
     if ranked and opts.refine:
         end = start + REFINE_END * opts.time_budget_s
         beam_s = time.perf_counter() - start
@@ -243,9 +269,9 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
     elapsed = time.perf_counter() - start
     if not ranked:
         fb = fallback_state(initial)
-        return SearchResult(fb, float("nan"), [(float("nan"), fb)], scored, elapsed, passes_run, True)
+        return SearchResult(fb, float("nan"), [(float("nan"), fb)], scored, elapsed, passes_run, True, stats)
     return SearchResult(ranked[0][1], ranked[0][0], ranked[: max(1, opts.top_k)], scored, elapsed,
-                        passes_run)
+                        passes_run, stats=stats)
 
 
 class _Recorder:
@@ -337,15 +363,6 @@ def _select(group: list[tuple[float, State]], beam: int, pass_index: int, blesse
     return chosen
 
 
-def _greedy_complete(state: State, cost_fn: CostFn) -> State:
-    while not state.is_complete:
-        kids = state.children()
-        costs = np.asarray(cost_fn(kids), dtype=np.float64)
-        costs[~np.isfinite(costs)] = np.inf
-        state = kids[int(np.argmin(costs))] if np.isfinite(costs).any() else fallback_state(state)
-    return state
-
-
 def _decision_order(initial: State) -> dict[int, int]:
     """Func index -> position in decision order (outputs first), read off the state's slots."""
     order: dict[int, int] = {}
@@ -359,5 +376,14 @@ def _decision_order(initial: State) -> dict[int, int]:
     return order
 
 
-def _count_slots(initial: State) -> int:
-    return len(fallback_state(initial).decisions)
+def _slot_keys(initial: State, order: dict[int, int]) -> list[tuple]:
+    """The slot keys along the compute_root path, sorted: every slot a state can reach (inlining
+    a Func skips its tiling slots), so the groups a pass expands after key k are at most those
+    after k here."""
+    keys, state = [], initial
+    while not state.is_complete:
+        keys.append(_slot_key(state, order))
+        opts = state.options()
+        roots = [d for d in opts if isinstance(d, Place) and d.where == WHERE_ROOT]
+        state = state.apply(roots[0] if roots else opts[0])
+    return sorted(keys)

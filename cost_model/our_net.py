@@ -30,6 +30,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -204,15 +205,62 @@ class _Member(nn.Module):
             pipe = pipe.unsqueeze(0).expand(b, s, pipe.shape[-1])
         hidden = self.stage(torch.cat([pipe, self.sched(sched_in)], dim=-1))  # [B, S, H]
         if self.use_context:
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            count = torch.clamp(m.sum(dim=1), min=1.0)
-            mean = (hidden * m).sum(dim=1) / count
-            neg = torch.finfo(hidden.dtype).min
-            mx = torch.where(mask.unsqueeze(-1), hidden, torch.full_like(hidden, neg)).amax(dim=1)
-            mx = torch.where(mask.any(dim=1, keepdim=True), mx, torch.zeros_like(mx))
-            ctx = self.context(torch.cat([mean, mx], dim=-1)).unsqueeze(1).expand(b, s, -1)
+            ctx = self._context(hidden, mask).unsqueeze(1).expand(b, s, -1)
             hidden = self.mix(torch.cat([hidden, ctx], dim=-1))
         return self.head(hidden).squeeze(-1)
+
+    def forward_rows(self, pipe_in: torch.Tensor, rows: "DistinctRows", mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the per-stage layers run once per distinct (stage, schedule input)
+        row: [S, 280] pipeline inputs and the distinct rows of the [B, S, F] schedule inputs ->
+        [B, S] log-costs. The same function; only what mixes the stages sees every row."""
+        b, s = mask.shape
+        pipe = self.pipe(pipe_in)[rows.stage]                                       # [U, P]
+        hidden = self.stage(torch.cat([pipe, self.sched(rows.inputs)], dim=-1))     # [U, H]
+        if not self.use_context:
+            return self.head(hidden).squeeze(-1)[rows.inverse].reshape(b, s)
+        ctx = self._context(hidden[rows.inverse].reshape(b, s, -1), mask)           # [B, H]
+        mix = self.mix[0]
+        assert isinstance(mix, nn.Linear)
+        h = hidden.shape[-1]
+        # mix(cat[hidden, ctx]) = relu(W_h hidden + W_c ctx + b): the hidden half once per distinct row
+        own = (hidden @ mix.weight[:, :h].T)[rows.inverse].reshape(b, s, -1)
+        out = torch.relu(own + (ctx @ mix.weight[:, h:].T + mix.bias).unsqueeze(1))
+        return self.head(out).squeeze(-1)
+
+    def _context(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, H]: the context layer over the masked mean and max of the scheduled stages' hidden vectors."""
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        count = torch.clamp(m.sum(dim=1), min=1.0)
+        mean = (hidden * m).sum(dim=1) / count
+        neg = torch.finfo(hidden.dtype).min
+        mx = torch.where(mask.unsqueeze(-1), hidden, torch.full_like(hidden, neg)).amax(dim=1)
+        mx = torch.where(mask.any(dim=1, keepdim=True), mx, torch.zeros_like(mx))
+        return self.context(torch.cat([mean, mx], dim=-1))
+
+
+class DistinctRows(NamedTuple):
+    """The distinct (stage, schedule input) rows of a [B, S, F] batch: ``inputs`` [U, F], ``stage``
+    [U] (the stage each belongs to), ``inverse`` [B * S] (each batch row's distinct row). Why: the
+    children of one beam share all but the stages their decision touched (and unscheduled stages
+    are all zeros), so a batch of 100 children of a 100-stage pipeline has a few hundred distinct
+    rows, not 10,000, and the per-stage layers are most of the network's arithmetic."""
+
+    inputs: torch.Tensor
+    stage: torch.Tensor
+    inverse: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> "DistinctRows":
+        b, s, f = x.shape
+        flat = np.ascontiguousarray(x.detach().reshape(b * s, f).numpy())
+        stage = np.tile(np.arange(s, dtype=np.int64), b)
+        keyed = np.ascontiguousarray(np.concatenate([stage[:, None].view(np.uint8),
+                                                     flat.view(np.uint8)], axis=1))
+        # distinct rows by their bytes (a 1-D sort of opaque records: far faster than axis=0)
+        as_bytes = keyed.view(np.dtype((np.void, keyed.shape[1]))).reshape(-1)
+        _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
+        return cls(x.reshape(b * s, f)[torch.from_numpy(first)], torch.from_numpy(stage[first]),
+                   torch.from_numpy(inverse.reshape(-1).astype(np.int64)))
 
 
 class OurNet(nn.Module):
@@ -418,9 +466,12 @@ class OurNet(nn.Module):
         x = (x - self.sched_shift) / self.sched_scale
         mask = (sched != 0).any(dim=-1)  # [B, S]: scheduled stages
         nets = self.member_nets()
-        log_stage = nets[0](pipe, x, mask)
-        for member in nets[1:]:
-            log_stage = log_stage + member(pipe, x, mask)
+        if pipe.dim() == 2 and x.shape[0] > 1 and not torch.is_grad_enabled():
+            # scoring (the search): the per-stage layers once per distinct row
+            rows = DistinctRows.of(x)
+            log_stage = torch.stack([m.forward_rows(pipe, rows, mask) for m in nets]).sum(0)
+        else:
+            log_stage = torch.stack([m(pipe, x, mask) for m in nets]).sum(0)
         log_stage = log_stage / len(self.members)
         if prior_log is not None:
             bound = self.config.max_correction
@@ -437,5 +488,5 @@ class OurNet(nn.Module):
         return OurNetOutput(pred, log_pred, stage_costs, mask)
 
 
-__all__ = ["OurNet", "OurNetConfig", "OurNetOutput", "signed_log1p", "adams_terms", "NUM_ADAMS_TERMS",
+__all__ = ["OurNet", "DistinctRows", "OurNetConfig", "OurNetOutput", "signed_log1p", "adams_terms", "NUM_ADAMS_TERMS",
            "MATH_INPUTS", "EXTRA_INPUTS"]

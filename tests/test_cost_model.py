@@ -403,3 +403,41 @@ def test_networks_trained_in_worker_processes_equal_those_trained_here() -> None
             torch.testing.assert_close(a.model(pipe, sched, 2), b.model(pipe, sched, 2), rtol=0, atol=0)
         # different seeds, different networks
         assert not torch.equal(here[0].model(pipe, sched, 2), here[1].model(pipe, sched, 2))
+
+
+@pytest.mark.parametrize("context", [True, False])
+def test_scoring_runs_each_distinct_stage_row_once_and_predicts_the_same(context: bool) -> None:
+    """Without gradients (the search) the per-stage layers run once per distinct (stage, input row):
+    children of one beam share most rows. The stage costs must equal the row-by-row network's."""
+    import random
+
+    import halide_pipelines
+    from autoscheduler.cost import OUR_WEIGHTS, stage_inputs
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.features import network_inputs
+    from autoscheduler.state import State
+    from cost_model.our_net import DistinctRows
+    spec = halide_pipelines.get("random_3")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+    shipped = load_model(OUR_WEIGHTS)
+    net = shipped if context else OurNet(OurNetConfig(pipeline_dim=8, hidden=16, members=2, context=False),
+                                         generator=torch.Generator().manual_seed(1))
+    rng = random.Random(0)
+    state = State.initial(dag, "host", 2)
+    checked = distinct = rows = 0
+    while not state.is_complete:
+        kids = state.children()
+        if len(kids) > 1:
+            inp = network_inputs(kids)
+            extra = stage_inputs(net, kids)
+            with torch.no_grad():
+                fast = net.forward_detailed(inp.pipeline, inp.schedule, 2, **extra)
+                _, x = net._inputs(inp.pipeline, inp.schedule, 2, **extra)
+            with torch.enable_grad():
+                slow = net.forward_detailed(inp.pipeline, inp.schedule, 2, **extra)
+            distinct += len(DistinctRows.of(x).stage)
+            rows += x.shape[0] * x.shape[1]
+            torch.testing.assert_close(fast.stage_costs, slow.stage_costs.detach(), rtol=1e-5, atol=1e-12)
+            checked += 1
+        state = rng.choice(kids)
+    assert checked >= 3 and distinct < rows / 3   # most rows were shared

@@ -99,6 +99,29 @@ def test_time_budget_still_returns_a_complete_legal_schedule():
     _check(spec, built, sched.pipeline, sizes)
 
 
+def test_a_budget_too_short_for_the_full_beam_narrows_it_and_is_kept():
+    """When the full beam cannot finish within the budget, the beam narrows for the rest of the
+    pass (down to one state: greedy) instead of overrunning; with time to spare it stays full."""
+    from autoscheduler.cost import CostModel
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.search import SearchOptions, beam_search
+    from autoscheduler.state import State
+    spec = halide_pipelines.get("local_laplacian")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+    cost_fn = CostModel.load(parallelism=2).cost_fn(dag)
+    greedy = beam_search(State.initial(dag, "host", 2), cost_fn,
+                         SearchOptions(beam_size=1, passes=1, time_budget_s=600.0, refine=False))
+    assert greedy.stats["beam_min"] == 1 and greedy.stats["pass0_narrowed"] == 0.0
+    budget = 3 * greedy.elapsed_s   # a pass of beam 16 costs several times a greedy one
+    r = beam_search(State.initial(dag, "host", 2), cost_fn,
+                    SearchOptions(beam_size=16, passes=3, time_budget_s=budget, refine=False))
+    assert r.best.is_complete and np.isfinite(r.cost) and not r.fallback
+    assert r.stats["beam_min"] < 16 and r.elapsed_s < 1.2 * budget
+    wide = beam_search(State.initial(dag, "host", 2), cost_fn,
+                       SearchOptions(beam_size=4, passes=2, time_budget_s=600.0, refine=False))
+    assert wide.passes_run == 2 and wide.stats["beam_min"] == 4 and wide.stats["pass1_narrowed"] == 0.0
+
+
 def test_top_k_candidates_differ_on_the_costly_funcs():
     """The top-k skips states that differ from a better one only in how a cheap Func is scheduled."""
     from autoscheduler.api import heavy_funcs
