@@ -175,7 +175,7 @@ def test_params_estimates_and_constants():
     g = dec.parameter("gain")
     assert g.scalar_estimate.value == 2.5 and g.scalar_min.value == 0.0 and g.scalar_max.value == 10.0
     assert dec.parameter("n").scalar_estimate.value == 7
-    names = {(v.name, v.param_name) for v in ir.walk(dec.func("pf").init.values[0]) if isinstance(v, ir.Variable)}
+    names = {(v.name, v.param_name) for v in ir.walk(_func(dec, "pf").init.values[0]) if isinstance(v, ir.Variable)}
     assert ("gain", "gain") in names and ("n", "n") in names and ("img.extent.0", "img") in names
     # the wrapper Func of the ImageParam carries the same estimates (what bytes-only decoding uses)
     wrapper = _func(dec, "img_im")
