@@ -227,16 +227,16 @@ class Featurizer:
             else:
                 # ``state.inline_calls(f)``, from the calls of its consumers analysed before it
                 # (decision order puts consumers first): that recursion was a tenth of the search
-                calls = {}
-                for e in node_edges[f]:
-                    c = e.consumer.node.index
+                calls: dict[tuple[int, int], int] = {}
+                for edge in node_edges[f]:
+                    c = edge.consumer.node.index
                     via = an.inl_calls.get(c)
                     if via is None:
-                        key = (c, e.consumer.index)
-                        calls[key] = calls.get(key, 0) + e.calls
+                        key = (c, edge.consumer.index)
+                        calls[key] = calls.get(key, 0) + edge.calls
                     else:
                         for key, n in via.items():
-                            calls[key] = calls.get(key, 0) + e.calls * n
+                            calls[key] = calls.get(key, 0) + edge.calls * n
                 an.inl_calls[f] = calls
                 gs = set()
                 for k in calls:
