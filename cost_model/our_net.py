@@ -466,7 +466,7 @@ class OurNet(nn.Module):
         x = (x - self.sched_shift) / self.sched_scale
         mask = (sched != 0).any(dim=-1)  # [B, S]: scheduled stages
         nets = self.member_nets()
-        if pipe.dim() == 2 and x.shape[0] > 1 and not torch.is_grad_enabled():
+        if pipe.dim() == 2 and x.shape[0] > 1 and x.device.type == "cpu" and not torch.is_grad_enabled():
             # scoring (the search): the per-stage layers once per distinct row
             rows = DistinctRows.of(x)
             log_stage = torch.stack([m.forward_rows(pipe, rows, mask) for m in nets]).sum(0)
