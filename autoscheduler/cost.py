@@ -22,6 +22,7 @@ from torch import nn
 import cost_model
 from cost_model.adams_net import AdamsNet
 from cost_model.features_layout import kernel_factors
+from cost_model.our_net import DistinctRows
 
 from .features import network_inputs
 
@@ -107,17 +108,18 @@ class CostModel:
             kw = extra if extra is not None else stage_inputs(self.net, states)
             out = detailed(inputs.pipeline, sched, self.parallelism, **kw).stage_costs
             return out.detach().double().numpy().reshape(b, s)
-        rows = sched.detach().reshape(b * s, -1).numpy()
-        stage_of = np.tile(np.arange(s), b)
-        keyed = np.ascontiguousarray(np.concatenate([stage_of[:, None].astype(rows.dtype), rows], axis=1))
-        # distinct rows by their bytes (a 1-D sort of opaque records: far faster than axis=0)
-        as_bytes = keyed.view(np.dtype((np.void, keyed.dtype.itemsize * keyed.shape[1]))).reshape(-1)
-        _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
-        uniq = keyed[first]
-        pipe = inputs.pipeline[torch.from_numpy(uniq[:, 0].astype(np.int64))].unsqueeze(0)
-        costs = self.net.forward_detailed(pipe, torch.from_numpy(np.ascontiguousarray(uniq[:, 1:]))
-                                          .unsqueeze(0), self.parallelism).stage_costs[0]
-        return costs.detach().double().numpy()[inverse.reshape(-1)].reshape(b, s)
+        rows = DistinctRows.of(sched.detach().to(torch.float32))
+        # AdamsNet prices stage 0 (the final output) as the output by its position: its distinct
+        # rows go as a batch of one-stage schedules, the others after an unscheduled stage 0
+        # (all-zero features cost exactly 0)
+        n0 = int((rows.stage == 0).sum())     # stage 0's key sorts first
+        net, pf, par = self.net, inputs.pipeline, self.parallelism
+        out0 = net.forward_detailed(pf[:1], rows.inputs[:n0].unsqueeze(1), par).stage_costs.reshape(-1)
+        rest = torch.cat([torch.zeros_like(rows.inputs[:1]), rows.inputs[n0:]]).unsqueeze(0)
+        pipe = pf[torch.cat([torch.zeros(1, dtype=torch.long), rows.stage[n0:]])]
+        out1 = net.forward_detailed(pipe, rest, par).stage_costs.reshape(-1)[1:]
+        costs = torch.cat([out0, out1]).detach().double().numpy()
+        return costs[rows.inverse.numpy()].reshape(b, s)
 
     def cost_fn(self, dag: Any) -> Callable[[Sequence[Any]], np.ndarray]:
         def fn(states: Sequence[Any]) -> np.ndarray:

@@ -471,7 +471,9 @@ class OurNet(nn.Module):
             rows = DistinctRows.of(x)
             log_stage = torch.stack([m.forward_rows(pipe, rows, mask) for m in nets]).sum(0)
         else:
-            log_stage = torch.stack([m(pipe, x, mask) for m in nets]).sum(0)
+            log_stage = nets[0](pipe, x, mask)
+            for member in nets[1:]:
+                log_stage = log_stage + member(pipe, x, mask)
         log_stage = log_stage / len(self.members)
         if prior_log is not None:
             bound = self.config.max_correction

@@ -441,3 +441,26 @@ def test_scoring_runs_each_distinct_stage_row_once_and_predicts_the_same(context
             checked += 1
         state = rng.choice(kids)
     assert checked >= 3 and distinct < rows / 3   # most rows were shared
+
+
+def test_adams_net_scored_once_per_distinct_row_equals_the_full_batch() -> None:
+    """The search scores AdamsNet once per distinct (stage, feature row); the output stage (priced
+    apart by position) included, that must equal the network on the whole batch."""
+    import random
+
+    import halide as hl
+
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.features import network_inputs
+    from autoscheduler.state import random_state
+    from shared_pipelines import sum_reductions
+    _, outs = sum_reductions()
+    dag = FunctionDAG.from_pipeline(hl.Pipeline(outs))   # two outputs, one of them a scalar
+    rng = random.Random(0)
+    states = [random_state(dag, "host", rng, 2) for _ in range(24)]
+    cm = CostModel.load(str(BASELINE_WEIGHTS), parallelism=2)
+    inp = network_inputs(states)
+    assert len({tuple(r) for r in inp.schedule[:, 0].tolist()}) > 1     # several output rows
+    with torch.no_grad():
+        full = cm.net.forward_detailed(inp.pipeline, inp.schedule, 2).stage_costs.double().numpy()
+    np.testing.assert_allclose(cm._stage_costs(inp, states), full, rtol=1e-5, atol=1e-12)
