@@ -18,8 +18,9 @@ at what expanding one state has cost lately, down to one state (a greedy complet
 with a slower network (``ours.pt``: five networks and extra inputs) or a pipeline of many stages
 thus narrows the whole rest of the pass, instead of running the full beam until the time is gone
 and completing greedily what is left (the producers nearest the inputs, often the heaviest: a
-training step's weight gradients). Later passes start only while time is left, and a pass still
-running at the deadline is dropped when an earlier one finished. When every child is pruned (or
+training step's weight gradients). A pass that narrowed is the last; later passes start only
+before ``BEAM_END``, and a pass still running at the deadline is dropped when an earlier one
+finished. When every child is pruned (or
 nothing is returned for any reason) the fallback is compute_root everywhere with the first tiling
 offered.
 
