@@ -101,15 +101,18 @@ def _decision_text(d: Any) -> str:
 
 def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_size: int = 32,
                  passes: int = 3, weights: Optional[str] = None, top_k: int = 1, seed: int = 0,
-                 dropout: int = 100, time_budget_s: float = 30.0,
+                 dropout: int = 100, time_budget_s: float = 30.0, state_budget: int = 0,
                  parallelism: Optional[int] = None, db: Optional[str] = None) -> Schedule:
     """Search a schedule for ``outputs`` (Funcs with estimates) on ``target`` (default: host).
 
     ``weights``: a cost-model weights file (ours, ``.pt`` + ``.json``, or Halide's ``.weights``);
     default: the weights shipped in the package. The schedule is not applied until ``.apply()`` (or
     ``.loop_nest()``) is called, so the caller can compare candidates first.
-    ``time_budget_s``: a deadline for the whole call (introspection included): the beam stops early
-    enough to complete its best partial state greedily in time, and returns the best complete state.
+    ``time_budget_s``: a deadline for the whole call (introspection included): the beam narrows (down
+    to one state, greedy) so as to end by 80% of it, and refinement gets the rest; so the pick
+    depends on how fast the host scores states. ``state_budget`` (> 0): pace the beam by states
+    scored instead (``search.beam_search``), so that its candidates do not depend on the host's
+    speed; ``time_budget_s`` still drops a pass that runs past it, and bounds the refinements.
     ``db``: a tuning database; when it holds a measured schedule of this pipeline (canonical hash),
     target and this machine, the fastest is returned without searching (``.record`` is set).
     CUDA targets (e.g. ``host-cuda``; no GPU needed to search) search the GPU space with the analytic
@@ -140,7 +143,7 @@ def autoschedule(outputs: Any, target: str | hl.Target | None = None, *, beam_si
     # More finals than asked for, so the top-k can skip near-duplicates of the best (diverse_top_k).
     options = SearchOptions(beam_size=beam_size, passes=passes, dropout=dropout, seed=seed,
                             time_budget_s=max(0.0, time_budget_s - (time.perf_counter() - started)),
-                            top_k=top_k if top_k <= 1 else max(64, 16 * top_k))
+                            top_k=top_k if top_k <= 1 else max(64, 16 * top_k), state_budget=state_budget)
     from cost_model.train import torch_threads
     with torch_threads(1):  # the search runs on one core (the network's matrices are small)
         result = beam_search(initial, cost_fn, options)

@@ -200,7 +200,7 @@ def _autoschedule_source(args: argparse.Namespace, pipeline: Any, target: Any, s
     from .api import autoschedule, measure_candidates
     sched = autoschedule(pipeline, target, beam_size=args.beam_size, passes=args.passes,
                          weights=args.weights, top_k=max(1, args.benchmark_top), seed=args.seed,
-                         time_budget_s=args.time_budget, db=args.db)
+                         time_budget_s=args.time_budget, state_budget=args.state_budget, db=args.db)
     if sched.record is not None:
         rec = sched.record
         info["from_db"] = {"db": args.db, "record_id": rec.id, "measured_ms": rec.statistic * 1e3}
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--beam-size", type=int, default=32)
     sp.add_argument("--passes", type=int, default=3)
     sp.add_argument("--time-budget", type=float, default=30.0, help="search time budget in seconds")
+    sp.add_argument("--state-budget", type=int, default=0, metavar="N",
+                    help="pace the beam by N states scored instead of seconds: the same candidates on "
+                         "any host (the time budget still bounds the call)")
     sp.add_argument("--weights", help="cost-model weights (.pt with .json, or Halide .weights)")
     sp.add_argument("--benchmark-top", type=int, default=1, metavar="K",
                     help="measure the K best predicted schedules (isolated) and keep the fastest")

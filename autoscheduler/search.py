@@ -79,6 +79,7 @@ class SearchOptions:
     seed: int = 0
     time_budget_s: float = 30.0
     top_k: int = 1
+    state_budget: int = 0   # > 0: pace the beam by states scored, not seconds (repeatable picks)
     refine: bool = True     # refine the best state afterwards: tiles of hosts, sites of producers (``refine.py``)
 
 
@@ -157,10 +158,18 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
     # (the first ones, on cold featurizer caches, cost several times what later ones do), down to
     # one state (greedy). The width is revised before every expansion, so an estimate that is off
     # is corrected as the pass goes on.
-    beam_end = opts.time_budget_s * (BEAM_END if opts.refine else 1.0)
-    recent: deque[tuple[float, int, int]] = deque(maxlen=COST_WINDOW)  # (seconds, states, width) per expansion
+    # With ``state_budget`` the same rule counts states scored instead of seconds, so the widths,
+    # and the pick, do not depend on how fast the host is (the time budget still drops a pass that
+    # runs past it, as a safety net).
+    by_states = opts.state_budget > 0
+    beam_end = (opts.state_budget if by_states else opts.time_budget_s) * (BEAM_END if opts.refine else 1.0)
+
+    def used() -> float:
+        return float(scored) if by_states else time.perf_counter() - start
+
+    recent: deque[tuple[float, int, int]] = deque(maxlen=COST_WINDOW)  # (cost, states, width) per expansion
     for p in range(max(1, opts.passes)):
-        if time.perf_counter() - start > beam_end and finals:
+        if used() > beam_end and finals:
             break
         passes_run += 1
         frontier: dict[tuple, list[tuple[float, State]]] = {_slot_key(initial, order): [(0.0, initial)]}
@@ -173,10 +182,10 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
             if key == _COMPLETE:
                 pass_finals = sorted(group, key=lambda cs: cs[0])
                 break
-            now = time.perf_counter() - start
-            if now > opts.time_budget_s and finals:
+            if time.perf_counter() - start > opts.time_budget_s and finals:
                 narrowed = True         # past the deadline with a complete pick: drop this pass
                 break
+            now = used()
             width = opts.beam_size
             if recent:
                 left = max(1, len(slot_keys) - bisect.bisect_left(slot_keys, key))  # groups still to expand
@@ -188,7 +197,7 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                     narrowed = True
                     stats["beam_min"] = min(stats["beam_min"], float(width))
             beam = _select(group, width, p, blessed, keep_p, rng)
-            t_expand = time.perf_counter()
+            t_expand = used()
             children: list[State] = []
             seen: set[int] = set()
             for _, st in beam:
@@ -207,7 +216,7 @@ def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None =
                 if not math.isfinite(c):
                     continue  # pruned by the cost function
                 frontier.setdefault(_slot_key(child, order), []).append((float(c), child))
-            recent.append((time.perf_counter() - t_expand, len(beam), width))
+            recent.append((used() - t_expand, len(beam), width))
         stats[f"pass{p}_groups"] = float(groups)
         stats[f"pass{p}_end_s"] = time.perf_counter() - start
         stats[f"pass{p}_narrowed"] = float(narrowed)

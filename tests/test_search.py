@@ -122,6 +122,34 @@ def test_a_budget_too_short_for_the_full_beam_narrows_it_and_is_kept():
     assert wide.passes_run == 2 and wide.stats["beam_min"] == 4 and wide.stats["pass1_narrowed"] == 0.0
 
 
+def test_a_state_budget_paces_the_beam_the_same_on_a_slower_host():
+    """Paced by states scored (``state_budget``), the narrowed beam walks the same states whatever
+    the scoring costs: a cost function made 2 ms a batch slower picks the same schedule."""
+    import time
+
+    from autoscheduler.cost import CostModel
+    from autoscheduler.dag import FunctionDAG
+    from autoscheduler.search import SearchOptions, beam_search
+    from autoscheduler.state import State
+    spec = halide_pipelines.get("local_laplacian")
+    dag = FunctionDAG.from_pipeline(spec.build(**spec.test_sizes).pipeline())
+    cost_fn = CostModel.load(parallelism=2).cost_fn(dag)
+
+    def slow(states):
+        time.sleep(2e-3)
+        return cost_fn(states)
+
+    greedy = beam_search(State.initial(dag, "host", 2), cost_fn,
+                         SearchOptions(beam_size=1, passes=1, time_budget_s=600.0, refine=False))
+    opts = SearchOptions(beam_size=16, passes=3, time_budget_s=600.0, refine=False,
+                         state_budget=3 * greedy.states_scored)
+    a = beam_search(State.initial(dag, "host", 2), cost_fn, opts)
+    b = beam_search(State.initial(dag, "host", 2), slow, opts)
+    assert a.stats["beam_min"] < 16 and a.states_scored < 1.2 * opts.state_budget
+    assert a.best.decisions == b.best.decisions and a.states_scored == b.states_scored
+    assert a.stats["beam_min"] == b.stats["beam_min"]
+
+
 def test_top_k_candidates_differ_on_the_costly_funcs():
     """The top-k skips states that differ from a better one only in how a cheap Func is scheduled."""
     from autoscheduler.api import heavy_funcs
