@@ -49,7 +49,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -128,14 +128,21 @@ def _slot_key(state: State, order: dict[int, int]) -> tuple:
     return (order[f], s, {"place": 0, "inner": 1, "outer": 2}.get(kind, 3))
 
 
-def fallback_state(initial: State) -> State:
-    """compute_root for every Func with the first (parallel outer, vectorised inner) tiling offered."""
+def _root_path(initial: State) -> Iterator[State]:
+    """The states from ``initial`` to its compute_root completion: every Func at root with the first
+    (parallel outer, vectorised inner) tiling offered; the last one yielded is complete."""
     state = initial
     while not state.is_complete:
+        yield state
         opts = state.options()
         roots = [d for d in opts if isinstance(d, Place) and d.where == WHERE_ROOT]
         state = state.apply(roots[0] if roots else opts[0])
-    return state
+    yield state
+
+
+def fallback_state(initial: State) -> State:
+    """compute_root for every Func with the first (parallel outer, vectorised inner) tiling offered."""
+    return deque(_root_path(initial), maxlen=1)[0]
 
 
 def beam_search(initial: State, cost_fn: CostFn, options: SearchOptions | None = None) -> SearchResult:
@@ -374,15 +381,11 @@ def _select(group: list[tuple[float, State]], beam: int, pass_index: int, blesse
 
 
 def _decision_order(initial: State) -> dict[int, int]:
-    """Func index -> position in decision order (outputs first), read off the state's slots."""
+    """Func index -> position in decision order (outputs first), read off the slots."""
     order: dict[int, int] = {}
-    st: Optional[State] = initial
-    while st is not None and st.slot is not None:
-        f = st.slot[1]
-        if f not in order:
-            order[f] = len(order)
-        roots = [d for d in st.options() if isinstance(d, Place) and d.where == WHERE_ROOT]
-        st = st.apply(roots[0] if roots else st.options()[0])
+    for st in _root_path(initial):
+        if st.slot is not None and st.slot[1] not in order:
+            order[st.slot[1]] = len(order)
     return order
 
 
@@ -390,10 +393,4 @@ def _slot_keys(initial: State, order: dict[int, int]) -> list[tuple]:
     """The slot keys along the compute_root path, sorted: every slot a state can reach (inlining
     a Func skips its tiling slots), so the groups a pass expands after key k are at most those
     after k here."""
-    keys, state = [], initial
-    while not state.is_complete:
-        keys.append(_slot_key(state, order))
-        opts = state.options()
-        roots = [d for d in opts if isinstance(d, Place) and d.where == WHERE_ROOT]
-        state = state.apply(roots[0] if roots else opts[0])
-    return sorted(keys)
+    return sorted(_slot_key(st, order) for st in _root_path(initial) if not st.is_complete)

@@ -9,8 +9,8 @@ Halide's baseline weights (the search's default); writes bench/results/search_we
 
     python bench/search_weights.py [--only conv_layer,harris] [--rounds 7] [--time-budget 150]
 
-Each search stops on ``--time-budget`` (30 s, autoschedule's default) and completes its best partial
-state greedily: weights that cost more to score a state see fewer states in that time.
+Each search runs under ``--time-budget`` (30 s, autoschedule's default), which narrows the beam of a
+search that cannot finish in time: weights that cost more to score a state see fewer states in it.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> int:
     ap.add_argument("--beam", type=int, default=32)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--time-budget", type=float, default=30.0, help="seconds per search (autoschedule's "
-                    "time_budget_s; the default 30 cuts slower-to-score weights short on large pipelines)")
+                    "time_budget_s; the default 30 narrows the beam of slower-to-score weights on large pipelines)")
     ap.add_argument("--weights", action="append", default=[], metavar="LABEL=FILE",
                     help="another weights file to compare (repeatable); 'baseline' is always first")
     ap.add_argument("--out", default=str(HERE / "results" / "search_weights.json"))
