@@ -109,16 +109,12 @@ class CostModel:
             out = detailed(inputs.pipeline, sched, self.parallelism, **kw).stage_costs
             return out.detach().double().numpy().reshape(b, s)
         rows = DistinctRows.of(sched.detach().to(torch.float32))
-        # AdamsNet prices stage 0 (the final output) as the output by its position: its distinct
-        # rows go as a batch of one-stage schedules, the others after an unscheduled stage 0
-        # (all-zero features cost exactly 0)
-        n0 = int((rows.stage == 0).sum())     # stage 0's key sorts first
-        net, pf, par = self.net, inputs.pipeline, self.parallelism
-        out0 = net.forward_detailed(pf[:1], rows.inputs[:n0].unsqueeze(1), par).stage_costs.reshape(-1)
-        rest = torch.cat([torch.zeros_like(rows.inputs[:1]), rows.inputs[n0:]]).unsqueeze(0)
-        pipe = pf[torch.cat([torch.zeros(1, dtype=torch.long), rows.stage[n0:]])]
-        out1 = net.forward_detailed(pipe, rest, par).stage_costs.reshape(-1)[1:]
-        costs = torch.cat([out0, out1]).detach().double().numpy()
+        # the distinct rows as a batch of one-stage schedules, each with its stage's pipeline
+        # features; stage 0 (the final output) told apart by the output mask
+        one_stage = rows.inputs.unsqueeze(1)
+        out = self.net.forward_detailed(inputs.pipeline[rows.stage].unsqueeze(1), one_stage, self.parallelism,
+                                        is_output=(rows.stage == 0).unsqueeze(1)).stage_costs
+        costs = out.reshape(-1).detach().double().numpy()
         return costs[rows.inverse.numpy()].reshape(b, s)
 
     def cost_fn(self, dag: Any) -> Callable[[Sequence[Any]], np.ndarray]:

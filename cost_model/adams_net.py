@@ -156,8 +156,14 @@ class AdamsNet(nn.Module):
         return torch.relu(normalized @ self.head2_filter.t() + self.head2_bias)
 
     def forward_detailed(self, pipeline_features: torch.Tensor, schedule_features: torch.Tensor,
-                         num_cores: int | float | torch.Tensor) -> AdamsOutput:
-        """The prediction with its per-stage costs and the coefficients (see :class:`AdamsOutput`)."""
+                         num_cores: int | float | torch.Tensor,
+                         is_output: torch.Tensor | None = None) -> AdamsOutput:
+        """The prediction with its per-stage costs and the coefficients (see :class:`AdamsOutput`).
+
+        ``is_output``: bool [S] or [B, S], which stages are the final output (their stores have
+        their own coefficients); default: stage 0, as Halide's featurization orders them. Passing
+        it lets a caller price rows of many pipelines' stages, or distinct rows of one batch, as a
+        batch of one-stage schedules (``autoscheduler.cost.CostModel._stage_costs``)."""
         single = schedule_features.dim() == 2
         sched = schedule_features.to(torch.float32)
         if single:
@@ -179,19 +185,22 @@ class AdamsNet(nn.Module):
         stage1 = self.conv1_bias + head1 @ w1.t()
         preact = stage1 + head2 @ w2.t()
         coef = torch.relu(preact)
-        stage_costs = _stage_costs(sched, coef, num_cores)
+        if is_output is not None and is_output.dim() == 2 and single:
+            is_output = is_output[0]
+        stage_costs = _stage_costs(sched, coef, num_cores, is_output)
         prediction = stage_costs.sum(dim=-1)
         if single:
             return AdamsOutput(prediction[0], stage_costs[0], coef[0], preact[0])
         return AdamsOutput(prediction, stage_costs, coef, preact)
 
 
-def _stage_costs(sched: torch.Tensor, c: torch.Tensor,
-                 num_cores: int | float | torch.Tensor) -> torch.Tensor:
+def _stage_costs(sched: torch.Tensor, c: torch.Tensor, num_cores: int | float | torch.Tensor,
+                 is_output: torch.Tensor | None = None) -> torch.Tensor:
     """The hand-built cost terms of ``cost_model_generator.cpp``, in float32, in its order.
 
-    ``sched`` [B, S, 39] raw schedule features; ``c`` [B, S, 32] ReLU'd coefficients.
-    Returns [B, S]: each stage's cost times 1e-9.
+    ``sched`` [B, S, 39] raw schedule features; ``c`` [B, S, 32] ReLU'd coefficients;
+    ``is_output`` bool [S] or [B, S] (default: stage 0 only). Returns [B, S]: each stage's cost
+    times 1e-9.
     """
     def f(name: str) -> torch.Tensor:
         return sched[..., _F[name]]
@@ -245,8 +254,11 @@ def _stage_costs(sched: torch.Tensor, c: torch.Tensor,
     lines_written_per_realization = inner_parallelism * (
         bytes_at_task / torch.maximum(one, innermost_bytes_at_task))
     parallel = inner_parallelism > 1
-    is_output = torch.zeros(sched.shape[-2], dtype=torch.bool, device=sched.device)
-    is_output[0] = True
+    if is_output is None:
+        is_output = torch.zeros(sched.shape[-2], dtype=torch.bool, device=sched.device)
+        is_output[0] = True
+    else:
+        is_output = is_output.to(device=sched.device, dtype=torch.bool)
     alpha = torch.where(parallel, k(16), torch.where(is_output, k(17), k(18)))
     beta = torch.where(parallel, k(19), torch.where(is_output, k(20), k(21)))
     store_cost = num_realizations * (lines_written_per_realization * alpha

@@ -206,6 +206,16 @@ def test_only_stage_zero_is_special(net: AdamsNet) -> None:
         assert float(net(p[rest], s[rest], 1)) == pytest.approx(base, rel=1e-6)
         moved = torch.roll(torch.arange(f.num_stages), 1)
         assert abs(float(net(p[moved], s[moved], 1)) / base - 1) > 1e-3
+        # the output mask says where the output went: the same prediction, stage by stage
+        mask = moved == 0
+        out = net.forward_detailed(p[moved], s[moved], 1, is_output=mask)
+        assert float(out.prediction) == pytest.approx(base, rel=1e-6)
+        per_stage = net.forward_detailed(p, s, 1).stage_costs
+        torch.testing.assert_close(out.stage_costs, per_stage[moved])
+        # and rows as one-stage schedules, each with its own mask, price each stage the same
+        ones = net.forward_detailed(p.unsqueeze(1), s.unsqueeze(1), 1,
+                                    is_output=(torch.arange(f.num_stages) == 0).unsqueeze(1))
+        torch.testing.assert_close(ones.stage_costs.reshape(-1), per_stage)
 
 
 def test_zero_padded_stages_cost_nothing(net: AdamsNet) -> None:
