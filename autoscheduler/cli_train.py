@@ -260,12 +260,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, weights: list[str], held: list[Any], random_held: list[Any],
             bundled: list[str]) -> None:
+    from cost_model.metrics import bootstrap_interval, paired_difference
     from cost_model.train import evaluate, load_model, stage_share_metrics
+    first: Any = None
     for w in weights:
         model = load_model(w)
         print(f"{w} ({type(model).__name__}):")
         if random_held:
-            print(f"  random pipelines: {evaluate(model, random_held).line()}")
+            summary = evaluate(model, random_held)
+            print(f"  random pipelines: {summary.line()}")
+            if args.bootstrap > 0 and summary.n_pipelines > 1:
+                cells = []
+                for metric, label, pct in (("pairwise_20", ">20%", False), ("top1_regret", "top-1 regret", True)):
+                    lo, hi = bootstrap_interval([getattr(r, metric) for r in summary.rows], args.bootstrap)
+                    cells.append(f"{label} {_num(lo, pct)} to {_num(hi, pct)}")
+                print(f"    95% interval over pipelines (bootstrap, {args.bootstrap} resamples): " + ", ".join(cells))
+                if first is None:
+                    first = (w, summary)
+                else:
+                    cells = []
+                    for metric, label, pct in (("pairwise_20", ">20%", False), ("top1_regret", "top-1 regret", True)):
+                        mean, lo, hi, n = paired_difference(first[1].rows, summary.rows, metric, args.bootstrap)
+                        cells.append(f"{label} {_num(mean, pct, sign=True)} ({_num(lo, pct, sign=True)} to "
+                                     f"{_num(hi, pct, sign=True)})")
+                    print(f"    minus {first[0]}, paired over the same pipelines (95% interval): " + ", ".join(cells))
         if args.profiles:
             sm = stage_share_metrics(model, held)
             print(f"  stage shares ({int(sm['n'])} profiled schedule(s)): KL {sm['stage_kl']:.3f}, "
@@ -277,6 +295,14 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
             for row in evaluate(model, held).rows:
                 print(f"    {row.name:16s} {row.key} n={row.n:4d} pairwise={row.pairwise:.3f} "
                       f"top1={100 * row.top1_regret:.1f}% tau={row.kendall_tau:.3f}")
+
+
+def _num(v: float, pct: bool, sign: bool = False) -> str:
+    """A metric for the evaluate report: a fraction as 0.872, a regret as 27.3% (``sign``: +/-)."""
+    if v != v:
+        return "n/a"
+    flag = "+" if sign else ""
+    return f"{100 * v:{flag}.1f}%" if pct else f"{v:{flag}.3f}"
 
 
 def _common_data_args(sp: argparse.ArgumentParser) -> None:
@@ -404,6 +430,10 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--as-searched", action="store_true", help="score each model as the search ranks with it: "
                     "every stage's predicted cost times its accumulator-latency factor (kernel_terms), summed; "
                     "default: the network's own prediction")
+    sp.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                    help="resamples of the held-out pipelines for 95%% intervals of each model's pairwise >20%% "
+                    "and top-1 regret, and of the difference of every later --weights from the first, paired by "
+                    "pipeline (0: none)")
     sp.set_defaults(func=cmd_evaluate)
 
 

@@ -266,6 +266,26 @@ def test_duplicate_traces_keep_the_fastest_measurement(collected):
 
 # ---------------------------------------------------------------------------------------- metrics
 
+def test_bootstrap_intervals_over_pipelines():
+    from cost_model.metrics import bootstrap_interval, paired_difference
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(0.8, 0.1, 10), rng.normal(0.8, 0.1, 400)
+    lo_s, hi_s = bootstrap_interval(small)
+    lo_l, hi_l = bootstrap_interval(large)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 3                  # 40x the pipelines: about 1/6 the width
+    assert bootstrap_interval(small) == (lo_s, hi_s)         # seeded
+    assert bootstrap_interval([0.5, float("nan")]) == (0.5, 0.5)
+    assert all(math.isnan(x) for x in bootstrap_interval([]))
+    a = [pipeline_metrics(f"p{i}", f"k{i}", [1, 2, 3], [10, 20, 30]) for i in range(5)]
+    b = [pipeline_metrics(f"p{i}", f"k{i}", [3, 2, 1] if i < 2 else [1, 2, 3], [10, 20, 30]) for i in range(5)]
+    mean, lo, hi, n = paired_difference(a, b, "pairwise_20")
+    assert n == 5 and mean == pytest.approx(-0.4) and lo < mean < hi <= 0.0
+    assert paired_difference(a, b[:3], "top1_regret")[3] == 3     # only pipelines both rate
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_difference(a, b, "speed")
+
+
 def test_metrics_on_hand_made_examples():
     assert pairwise_accuracy([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
@@ -392,10 +412,14 @@ def test_cli_train_then_evaluate(collected, tmp_path, capsys):
     assert meta["model"] == "OurNet" and meta["data_size"] == n_random_ok   # bundled ones held out
     assert "train_pairwise" in meta["metrics"] and meta["command"].startswith("autoschedule")
     capsys.readouterr()
-    assert cli.main(["evaluate", "--db", str(db), "--weights", str(w), "--split", "all",
+    assert cli.main(["evaluate", "--db", str(db), "--weights", str(w), "--weights", str(w), "--split", "all",
                      "--cache-dir", cache, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "random pipelines: 2 pipelines" in out and "pairwise" in out
+    assert "95% interval over pipelines (bootstrap, 2000 resamples): >20% " in out
+    # the same model against itself: a difference of exactly zero on every pipeline
+    assert f"minus {w}, paired over the same pipelines (95% interval): >20% +0.000 (+0.000 to +0.000), " \
+        "top-1 regret +0.0% (+0.0% to +0.0%)" in out
     assert "  blur: 1 pipelines" in out                      # per bundled workload
     # the trained model steers collect's search
     import halide_pipelines
