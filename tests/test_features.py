@@ -270,6 +270,44 @@ def test_incremental_features_equal_fresh_ones(name: str) -> None:
         np.testing.assert_array_equal(warm[k], cold.features(states[k]).astype(np.float32))
 
 
+def search_walk_features_agree(dag: FunctionDAG, target: str, seed: int, beam: int = 3,
+                               parallelism: int = 4) -> tuple[Featurizer, set[str]]:
+    """Walk as the beam search does (every child of a level featurized before the next level is
+    made from some of them), featurizing each level with an incremental featurizer and with one
+    that takes the full path every time; assert they agree on every child. Children whose last
+    decision places no Func are preferred now and then, so that layouts, wraps and rfactors are
+    walked through. Returns the incremental featurizer and the decision kinds featurized."""
+    rng = random.Random(seed)
+    states = [State.initial(dag, target, parallelism)]
+    inc = Featurizer(states[0])
+    full = Featurizer(states[0], incremental=False)
+    kinds: set[str] = set()
+    while not all(s.is_complete for s in states):
+        children = [c for s in states if not s.is_complete for c in s.children()]
+        got, want = inc.batch(children), full.batch(children)
+        for k, c in enumerate(children):
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"after {c.decisions[-1]}")
+        kinds.update(c.decisions[-1].kind for c in children)
+        rng.shuffle(children)
+        rare = [c for c in children if c.decisions[-1].kind in ("layout", "wrap", "rfactor")]
+        states = (rare[:1] + children)[:beam]
+    return inc, kinds
+
+
+@pytest.mark.parametrize("name", ["random_8", "local_laplacian", "ae_train_step", "xnor_conv"])
+def test_features_from_the_parents_memo_equal_the_full_path(name: str) -> None:
+    """A child's features start from its parent's (``State.parent_feature_memo``): groups its
+    decision did not touch are the parent's; they must equal what the full path computes."""
+    spec = halide_pipelines.get(name)
+    _, dag = _build(name, dict(spec.test_sizes))
+    inc, kinds = search_walk_features_agree(dag, MAKER.TARGET, 1)
+    assert inc.reused > inc.misses, "the parent's groups are not being reused"
+    if name == "xnor_conv":
+        assert "rfactor" in kinds
+    if name == "local_laplacian":
+        assert "layout" in kinds
+
+
 def test_partial_states_and_network_inputs() -> None:
     _, dag = _build("blur", {"width": 40, "height": 32})
     s0 = State.initial(dag, MAKER.TARGET, 2)

@@ -85,6 +85,18 @@ def _matmul_state(dag: FunctionDAG, wrap: bool) -> State:
     return st
 
 
+def test_features_after_layouts_and_wraps_start_from_the_parents_memo():
+    """Wraps and Layouts place no Func: their children reuse the parent's untouched groups
+    (``features.featurizer``), which must equal the features computed in full."""
+    from test_features import search_walk_features_agree
+    kinds: set[str] = set()
+    for seed in range(3):
+        for p in (_matmul_t()[0], _two_readers()[0], _transpose_pipeline()[0]):
+            _, k = search_walk_features_agree(FunctionDAG.from_pipeline(p), SSE, seed, parallelism=2)
+            kinds |= k
+    assert {"wrap", "layout"} <= kinds
+
+
 # ------------------------------------------------------------------------------------------ vocabulary
 
 def test_decisions_round_trip_through_dicts_and_json():

@@ -274,7 +274,7 @@ class State:
     ``path_to_site(f)``, ``stage_path(f, s)``, ``realizations(f)``, ``required_at(f, site)``.
     """
 
-    __slots__ = ("space", "decisions", "slot", "_t")
+    __slots__ = ("space", "decisions", "slot", "_t", "feature_memo", "parent_feature_memo")
 
     def __init__(self, space: SearchSpace, decisions: tuple[Decision, ...],
                  slot: Optional[tuple[str, int, int]], tables: _Tables) -> None:
@@ -282,6 +282,11 @@ class State:
         self.decisions = decisions
         self.slot = slot
         self._t = tables
+        # what the featurizer derived from this state (``features.featurizer``), and what it had
+        # derived from the parent when this child was made: a child differs from its parent in one
+        # decision, so most of the parent's per-group features carry over
+        self.feature_memo: Any = None
+        self.parent_feature_memo: Any = None
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -635,7 +640,9 @@ class State:
         return None if nxt is None else (SLOT_PLACE, nxt, -1)
 
     def _child(self, d: Decision, slot: Optional[tuple[str, int, int]], t: _Tables) -> "State":
-        return State(self.space, self.decisions + (d,), slot, t)
+        child = State(self.space, self.decisions + (d,), slot, t)
+        child.parent_feature_memo = self.feature_memo
+        return child
 
     def _apply_place(self, d: Place) -> "State":
         f = d.func
