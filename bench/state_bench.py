@@ -90,7 +90,7 @@ def bench_pipeline(name: str, sizes_kind: str, beam: int, parallelism: int, seed
         "generate_s": gen_s, "featurize_s": feat_s,
         "generated_per_s": n_children / gen_s, "featurized_per_s": n_children / feat_s,
         "generated_and_featurized_per_s": n_children / (gen_s + feat_s),
-        # a group taken from the parent's memo (``State.feature_memo``) is a hit whose key was not built
+        # a group taken from the parent's memo (``State.derived``) is a hit whose key was not built
         "cache_hit_rate": (fz.hits + fz.reused) / max(1, fz.hits + fz.reused + fz.misses),
         "groups_reused_from_parent_per_child": fz.reused / max(1, n_children),
         "groups_recomputed_per_child": fz.misses / max(1, n_children),

@@ -274,9 +274,11 @@ def search_walk_features_agree(dag: FunctionDAG, target: str, seed: int, beam: i
                                parallelism: int = 4) -> tuple[Featurizer, set[str]]:
     """Walk as the beam search does (every child of a level featurized before the next level is
     made from some of them), featurizing each level with an incremental featurizer and with one
-    that takes the full path every time; assert they agree on every child. Children whose last
-    decision places no Func are preferred now and then, so that layouts, wraps and rfactors are
-    walked through. Returns the incremental featurizer and the decision kinds featurized."""
+    that takes the full path every time; assert they agree on every child, and so do the kernel
+    factors (``kernel_terms.stage_factors``, which also start from the parent's). Children whose
+    last decision places no Func are preferred now and then, so that layouts, wraps and rfactors
+    are walked through. Returns the incremental featurizer and the decision kinds featurized."""
+    from autoscheduler.features.kernel_terms import stage_factors
     rng = random.Random(seed)
     states = [State.initial(dag, target, parallelism)]
     inc = Featurizer(states[0])
@@ -287,6 +289,11 @@ def search_walk_features_agree(dag: FunctionDAG, target: str, seed: int, beam: i
         got, want = inc.batch(children), full.batch(children)
         for k, c in enumerate(children):
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"after {c.decisions[-1]}")
+        factors = [stage_factors(c) for c in children]      # from the parents' where they can
+        for k, c in enumerate(children):
+            parent, c.parent_derived = c.parent_derived, None
+            np.testing.assert_array_equal(factors[k], stage_factors(c), err_msg=f"factors after {c.decisions[-1]}")
+            c.parent_derived = parent
         kinds.update(c.decisions[-1].kind for c in children)
         rng.shuffle(children)
         rare = [c for c in children if c.decisions[-1].kind in ("layout", "wrap", "rfactor")]
@@ -296,7 +303,7 @@ def search_walk_features_agree(dag: FunctionDAG, target: str, seed: int, beam: i
 
 @pytest.mark.parametrize("name", ["random_8", "local_laplacian", "ae_train_step", "xnor_conv"])
 def test_features_from_the_parents_memo_equal_the_full_path(name: str) -> None:
-    """A child's features start from its parent's (``State.parent_feature_memo``): groups its
+    """A child's features start from its parent's (``State.parent_derived``): groups its
     decision did not touch are the parent's; they must equal what the full path computes."""
     spec = halide_pipelines.get(name)
     _, dag = _build(name, dict(spec.test_sizes))

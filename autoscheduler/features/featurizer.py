@@ -15,9 +15,9 @@ sums are patched in with numpy. Halide's Adams2019 memoizes per root child in th
 
 Building every group's key was itself most of the cost (ae_train_step, a 30 s search: 320,000 keys
 for 29,800 states, 5.7 s, and the group analysis 2.9 s, against 3.6 s of actual featurization). So
-each featurized state keeps what was derived from it (``State.feature_memo``: the analysis, each
+each featurized state keeps what was derived from it (``State.derived["features"]``: the analysis, each
 group's result and the Funcs its key reads), and a child made from it starts from that
-(``State.parent_feature_memo``): after a decision that places no Func (a tiling, a layout, a wrap,
+(``State.parent_derived``): after a decision that places no Func (a tiling, a layout, a wrap,
 an rfactor), the groups are the parent's, and a group whose key reads none of the decision's Funcs
 has the parent's result without a key; the others go through the cache as before. A Place decision,
 a state whose parent was never featurized (a replayed trace) or ``incremental=False`` take the full
@@ -46,7 +46,7 @@ import numpy as np
 
 from ..dag import FunctionDAG
 from ..state import Kernel, SearchSpace, State
-from ..state.decisions import WHERE_AT, WHERE_ROOT, InnerTile, Layout, OuterTile, RFactor, Wrap
+from ..state.decisions import NON_PLACING_TYPES, WHERE_AT, WHERE_ROOT, Wrap
 from .adams_dag import AdamsDag
 from .cpu_rfactor import rfactor_chain
 from .layout import layout_key, wrapped_dims
@@ -83,16 +83,12 @@ class _GroupResult:
 
 
 class _Memo(NamedTuple):
-    """What one featurizer derived from one state (``State.feature_memo``): its analysis, and per
+    """What one featurizer derived from one state (``State.derived["features"]``): its analysis, and per
     group the result and the Funcs the group's cache key reads (``Featurizer._group_key``)."""
 
     owner: "Featurizer"
     an: "_Analysis"
     groups: dict[GroupId, tuple[_GroupResult, set[int]]]
-
-
-# decisions that place no Func: a child after one has its parent's groups (``_fill_unsafe``)
-_NON_PLACING = (InnerTile, Kernel, OuterTile, RFactor, Layout, Wrap)
 
 
 class _Analysis:
@@ -498,11 +494,13 @@ class Featurizer:
                                         or str(sp.target) != self.target):
             raise ValueError("this Featurizer was built for another pipeline, target or parallelism; "
                              "use featurizer_for(state)")
-        memo = state.parent_feature_memo if self.incremental else None
+        pd = state.parent_derived if self.incremental else None
+        memo = pd.get("features") if pd is not None else None
         last = state.decisions[-1] if state.decisions else None
         prev: Optional[dict[GroupId, tuple[_GroupResult, set[int]]]] = None
         dirty = dirty2 = -1       # the Funcs the last decision decided (a Wrap: producer and consumer)
-        if memo is not None and memo.owner is self and isinstance(last, _NON_PLACING):
+        if memo is not None and memo.owner is self and isinstance(last, NON_PLACING_TYPES):
+            assert last is not None
             an = memo.an          # placements unchanged: the same groups, members and inlined calls
             prev = memo.groups
             dirty = last.func
@@ -532,7 +530,9 @@ class Featurizer:
             groups[gid] = (hit, reads)
             results.append(hit)
         if self.incremental:
-            state.feature_memo = _Memo(self, an, groups)
+            if state.derived is None:
+                state.derived = {}
+            state.derived["features"] = _Memo(self, an, groups)
         total = 0.0
         for res in results:
             out[res.rows] = res.block

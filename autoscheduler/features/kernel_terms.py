@@ -31,8 +31,8 @@ import numpy as np
 
 from ..ir.nodes import Call, Load, Variable, walk
 from ..state import Kernel, State
-from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT,
-                               WHERE_INLINE, WHERE_ROOT)
+from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, NON_PLACING_TYPES,
+                               UNROLL_LIMIT, WHERE_INLINE, WHERE_ROOT, Wrap)
 from ..state.layout import read_order, storage_order
 from ..state.plan import TAIL_ROUND_UP
 
@@ -256,13 +256,39 @@ def _reduction_stages(dag: Any) -> list[tuple[int, int, int]]:
 
 def stage_factors(state: State, order: Any = None) -> np.ndarray:
     """Per stage in featurization order (``dag.featurization_order()``), the slowdown factor of its
-    innermost loop; 1.0 for stages without RVars or not yet decided."""
+    innermost loop; 1.0 for stages without RVars or not yet decided.
+
+    A state keeps its factors and, per reduction stage, the Funcs its terms read (the stage's own,
+    its host's, its producers': ``State.derived["factors"]``); after a decision that places no
+    Func, a child keeps the parent's factor for every stage whose terms read none of the decided
+    Funcs (building the memo key below was most of this function's time)."""
     dag = state.space.dag
     n = len(order) if order is not None else len(dag.featurization_order())
-    out = np.ones(n, dtype=np.float64)
+    pd = state.parent_derived
+    prev = pd.get("factors") if pd is not None else None
+    last = state.decisions[-1] if state.decisions else None
+    reuse = prev is not None and prev[0] == n and isinstance(last, NON_PLACING_TYPES)
+    dirty = dirty2 = -1
+    if reuse:
+        assert prev is not None and last is not None
+        out = prev[1].copy()
+        dirty = last.func
+        dirty2 = last.consumer if isinstance(last, Wrap) else dirty
+    else:
+        out = np.ones(n, dtype=np.float64)
+    reads: dict[tuple[int, int], set[int]] = {}
     memo = _MEMO.setdefault(state.space, {})
     for k, f, s in _reduction_stages(dag):
+        old = prev[2].get((f, s)) if reuse and prev is not None else None
+        if old is not None and dirty not in old and dirty2 not in old:
+            reads[(f, s)] = old          # out[k] is the parent's
+            continue
         p = state.placement(f)
+        read = {f} | {e.producer.index for e in state.space.stage(f, s).incoming_edges}
+        if p is not None and p.at is not None:
+            read.add(p.at.func)
+        reads[(f, s)] = read
+        out[k] = 1.0
         if p is None or p.where == WHERE_INLINE or state.rfactor(f, s) is not None:
             continue
         # the terms depend on the stage's inner decision and bounds and on the plan of the consumer
@@ -285,7 +311,10 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
             memo[key] = (bounds, plan, t)
         if t is not None:
             out[k] = t.factor
-    return out
+    if state.derived is None:
+        state.derived = {}
+    state.derived["factors"] = (n, out, reads)
+    return out.copy()
 
 
 def _read_orders(state: State, f: int, s: int) -> tuple[int, ...]:

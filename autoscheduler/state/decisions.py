@@ -234,6 +234,9 @@ class Wrap:
 Decision = Union[Place, InnerTile, Kernel, OuterTile, RFactor, Layout, Wrap]
 DECISION_TYPES: tuple[type, ...] = (Place, InnerTile, Kernel, OuterTile, RFactor, Layout, Wrap)
 DECISION_KINDS: tuple[str, ...] = tuple(t.kind for t in DECISION_TYPES)  # type: ignore[attr-defined]
+NON_PLACING_TYPES: tuple[type, ...] = (InnerTile, Kernel, OuterTile, RFactor, Layout, Wrap)
+"""Decisions that place no Func: after one, every Func is computed where it was (what the features
+derived from the parent state may reuse: ``State.parent_derived``)."""
 
 
 def _pairs(v: Any) -> tuple[tuple[int, int], ...]:

@@ -274,7 +274,7 @@ class State:
     ``path_to_site(f)``, ``stage_path(f, s)``, ``realizations(f)``, ``required_at(f, site)``.
     """
 
-    __slots__ = ("space", "decisions", "slot", "_t", "feature_memo", "parent_feature_memo")
+    __slots__ = ("space", "decisions", "slot", "_t", "derived", "parent_derived")
 
     def __init__(self, space: SearchSpace, decisions: tuple[Decision, ...],
                  slot: Optional[tuple[str, int, int]], tables: _Tables) -> None:
@@ -282,11 +282,11 @@ class State:
         self.decisions = decisions
         self.slot = slot
         self._t = tables
-        # what the featurizer derived from this state (``features.featurizer``), and what it had
-        # derived from the parent when this child was made: a child differs from its parent in one
-        # decision, so most of the parent's per-group features carry over
-        self.feature_memo: Any = None
-        self.parent_feature_memo: Any = None
+        # what the features derived from this state, by name (``features.featurizer``: "features";
+        # ``features.kernel_terms``: "factors"), and the parent's dict: a child differs from its
+        # parent in one decision, so most of what was derived from the parent carries over
+        self.derived: Optional[dict[str, Any]] = None
+        self.parent_derived: Optional[dict[str, Any]] = None
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -641,7 +641,9 @@ class State:
 
     def _child(self, d: Decision, slot: Optional[tuple[str, int, int]], t: _Tables) -> "State":
         child = State(self.space, self.decisions + (d,), slot, t)
-        child.parent_feature_memo = self.feature_memo
+        if self.derived is None:
+            self.derived = {}         # shared with the children: what is derived later shows there too
+        child.parent_derived = self.derived
         return child
 
     def _apply_place(self, d: Place) -> "State":
