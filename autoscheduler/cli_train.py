@@ -271,7 +271,7 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
             print(f"  random pipelines: {summary.line()}")
             if args.bootstrap > 0 and summary.n_pipelines > 1:
                 cells = []
-                for metric, label, pct in (("pairwise_20", ">20%", False), ("top1_regret", "top-1 regret", True)):
+                for metric, label, pct in _INTERVAL_METRICS:
                     lo, hi = bootstrap_interval([getattr(r, metric) for r in summary.rows], args.bootstrap)
                     cells.append(f"{label} {_num(lo, pct)} to {_num(hi, pct)}")
                 print(f"    95% interval over pipelines (bootstrap, {args.bootstrap} resamples): " + ", ".join(cells))
@@ -279,10 +279,10 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
                     first = (w, summary)
                 else:
                     cells = []
-                    for metric, label, pct in (("pairwise_20", ">20%", False), ("top1_regret", "top-1 regret", True)):
-                        mean, lo, hi, n = paired_difference(first[1].rows, summary.rows, metric, args.bootstrap)
-                        cells.append(f"{label} {_num(mean, pct, sign=True)} ({_num(lo, pct, sign=True)} to "
-                                     f"{_num(hi, pct, sign=True)})")
+                    for metric, label, pct in _INTERVAL_METRICS:
+                        mean, lo, hi, _ = paired_difference(first[1].rows, summary.rows, metric, args.bootstrap)
+                        cells.append(f"{label} {_num(mean, pct, True)} ({_num(lo, pct, True)} to "
+                                     f"{_num(hi, pct, True)})")
                     print(f"    minus {first[0]}, paired over the same pipelines (95% interval): " + ", ".join(cells))
         if args.profiles:
             sm = stage_share_metrics(model, held)
@@ -295,6 +295,10 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
             for row in evaluate(model, held).rows:
                 print(f"    {row.name:16s} {row.key} n={row.n:4d} pairwise={row.pairwise:.3f} "
                       f"top1={100 * row.top1_regret:.1f}% tau={row.kendall_tau:.3f}")
+
+
+_INTERVAL_METRICS = (("pairwise_20", ">20%", False), ("top1_regret", "top-1 regret", True))
+"""The metrics ``evaluate`` gives intervals for: (PipelineMetrics field, label, shown as a percentage)."""
 
 
 def _num(v: float, pct: bool, sign: bool = False) -> str:

@@ -210,5 +210,5 @@ def paired_difference(a: Iterable[PipelineMetrics], b: Iterable[PipelineMetrics]
     return float(d.mean()), lo, hi, int(d.size)
 
 
-__all__ = ["bootstrap_interval", "paired_difference", "pairwise_counts", "pairwise_accuracy", "top_k_regret", "kendall_tau", "PipelineMetrics",
-           "pipeline_metrics", "Summary", "summarize", "METRIC_NAMES"]
+__all__ = ["bootstrap_interval", "paired_difference", "pairwise_counts", "pairwise_accuracy", "top_k_regret",
+           "kendall_tau", "PipelineMetrics", "pipeline_metrics", "Summary", "summarize", "METRIC_NAMES"]
