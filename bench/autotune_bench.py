@@ -175,7 +175,8 @@ def bench_one(spec: Any, sizes: dict, target: hl.Target, args: argparse.Namespac
     try:
         from autoscheduler.plot import plot_curves
         lines = {k: r["min_ms"] for k, r in res["rows"].items() if k != "tuned" and r.get("min_ms")}
-        png = HERE / "results" / f"autotune_{spec.name}.png"
+        png = Path(args.out).parent / f"autotune_{spec.name}.png"    # beside the JSON: a smoke run elsewhere
+        # leaves the committed curves alone
         res["plot"] = str(plot_curves(db, png, pipelines=[spec.name], lines=lines,
                                       title=f"{spec.name} {sizes}: tuning curve ({args.budget:.0f} s budget)"))
     except ToolkitError as e:

@@ -444,8 +444,9 @@ def test_scoring_runs_each_distinct_stage_row_once_and_predicts_the_same(context
 
 
 def test_adams_net_scored_once_per_distinct_row_equals_the_full_batch() -> None:
-    """The search scores AdamsNet once per distinct (stage, feature row); the output stage (priced
-    apart by position) included, that must equal the network on the whole batch."""
+    """The search scores AdamsNet once per distinct (stage, feature row), as one-stage schedules
+    with an output mask; the output stage's rows included (its stores have their own coefficients),
+    that must equal the network on the whole batch."""
     import random
 
     import halide as hl

@@ -145,7 +145,6 @@ class Featurizer:
         self.incremental = incremental
         self._bytes_at_root = [self.ad.bytes_at_root(n.f) for n in self.ad.nodes]
         self._sdim_memo: list[Any] = [None, {}]      # (state, {Func: default storage dim})
-        self._out_edges = {f: tuple(space.node(f).outgoing_edges) for f in self.order}
 
     @property
     def space(self) -> Optional[SearchSpace]:
@@ -214,7 +213,6 @@ class Featurizer:
         an = _Analysis()
         unsched_loc: dict[int, Optional[GroupId]] = {}
         inl_groups: dict[int, set[GroupId]] = {}
-        node_edges = self._out_edges
         for f in self.order:
             p = state.placement(f)
             node = ad.nodes[f]
@@ -246,18 +244,8 @@ class Featurizer:
                     an.stage_group[(f, s)] = g2
                 an.members.setdefault(g2, []).append(f)
             else:
-                # ``state.inline_calls(f)``, from the calls of its consumers analysed before it
-                # (decision order puts consumers first): that recursion was a tenth of the search
-                calls: dict[tuple[int, int], int] = {}
-                for edge in node_edges[f]:
-                    c = edge.consumer.node.index
-                    via = an.inl_calls.get(c)
-                    if via is None:
-                        key = (c, edge.consumer.index)
-                        calls[key] = calls.get(key, 0) + edge.calls
-                    else:
-                        for key, n in via.items():
-                            calls[key] = calls.get(key, 0) + edge.calls * n
+                # consumers are analysed first: their calls are known, no recursion through them
+                calls = state.inline_calls(f, an.inl_calls)
                 an.inl_calls[f] = calls
                 gs = set()
                 for k in calls:

@@ -239,17 +239,20 @@ def constant_extents_at_site(state: State, f: int) -> bool:
     return True
 
 
-_REDUCTIONS: "weakref.WeakKeyDictionary[Any, list[tuple[int, int, int]]]" = weakref.WeakKeyDictionary()
+_REDUCTIONS: "weakref.WeakKeyDictionary[Any, list[tuple[int, int, int, frozenset[int]]]]" = \
+    weakref.WeakKeyDictionary()
 _MEMO: "weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[Any, Any, KernelTerms | None]]]" = \
     weakref.WeakKeyDictionary()
 
 
-def _reduction_stages(dag: Any) -> list[tuple[int, int, int]]:
-    """(row in featurization order, func, stage) of every stage with RVars (memoized per DAG)."""
+def _reduction_stages(dag: Any) -> list[tuple[int, int, int, frozenset[int]]]:
+    """(row in featurization order, func, stage, the Func and its producers) of every stage with
+    RVars (memoized per DAG)."""
     found = _REDUCTIONS.get(dag)
     if found is None:
-        found = [(k, st.node.index, st.index) for k, st in enumerate(dag.featurization_order())
-                 if is_accumulation(st)]
+        found = [(k, st.node.index, st.index,
+                  frozenset({st.node.index} | {e.producer.index for e in st.incoming_edges}))
+                 for k, st in enumerate(dag.featurization_order()) if is_accumulation(st)]
         _REDUCTIONS[dag] = found
     return found
 
@@ -276,18 +279,15 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
         dirty2 = last.consumer if isinstance(last, Wrap) else dirty
     else:
         out = np.ones(n, dtype=np.float64)
-    reads: dict[tuple[int, int], set[int]] = {}
+    reads: dict[tuple[int, int], frozenset[int]] = {}
     memo = _MEMO.setdefault(state.space, {})
-    for k, f, s in _reduction_stages(dag):
+    for k, f, s, own in _reduction_stages(dag):
         old = prev[2].get((f, s)) if reuse and prev is not None else None
         if old is not None and dirty not in old and dirty2 not in old:
             reads[(f, s)] = old          # out[k] is the parent's
             continue
         p = state.placement(f)
-        read = {f} | {e.producer.index for e in state.space.stage(f, s).incoming_edges}
-        if p is not None and p.at is not None:
-            read.add(p.at.func)
-        reads[(f, s)] = read
+        reads[(f, s)] = own | {p.at.func} if p is not None and p.at is not None else own
         out[k] = 1.0
         if p is None or p.where == WHERE_INLINE or state.rfactor(f, s) is not None:
             continue

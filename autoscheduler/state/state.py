@@ -518,13 +518,17 @@ class State:
             common.append(refs[0])
         return common
 
-    def inline_calls(self, f: int) -> dict[tuple[int, int], int]:
-        """Calls to ``f`` per point of each non-inlined consumer stage if ``f`` were inlined."""
+    def inline_calls(self, f: int, known: Optional[dict[int, dict[tuple[int, int], int]]] = None
+                     ) -> dict[tuple[int, int], int]:
+        """Calls to ``f`` per point of each non-inlined consumer stage if ``f`` were inlined.
+        ``known``: the calls of inlined consumers already worked out (the featurizer walks Funcs
+        consumers first and passes what it has, instead of recursing through them again)."""
         total: dict[tuple[int, int], int] = {}
         for e in self.space.node(f).outgoing_edges:
             c = e.consumer.node.index
             if self.is_inlined(c):
-                for key, n in self.inline_calls(c).items():
+                via = known.get(c) if known is not None else None
+                for key, n in (via if via is not None else self.inline_calls(c, known)).items():
                     total[key] = total.get(key, 0) + e.calls * n
             else:
                 key = (c, e.consumer.index)
