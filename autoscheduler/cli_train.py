@@ -123,9 +123,29 @@ def _attach_profiles(files: list[str], pipelines: list[Any]) -> int:
     return attach_profiles(pipelines, profiles)
 
 
+def _train_setup(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(TrainOptions, OurNetConfig) from ``train``'s and ``crossval``'s shared options."""
+    from cost_model.our_net import OurNetConfig
+    from cost_model.train import TrainOptions
+    lr = args.lr if args.lr is not None else (1e-3 if args.model == "ours" else 1e-4)
+    opts = TrainOptions(epochs=args.epochs, lr=lr, batch_size=args.batch_size, patience=args.patience,
+                        seed=args.seed, rank_weight=args.rank_weight, adams_weight=args.adams_weight,
+                        logmse_weight=args.logmse_weight, abs_weight=args.abs_weight,
+                        weight_decay=args.weight_decay, list_weight=args.list_weight,
+                        stage_weight=args.stage_weight,
+                        progress=not args.quiet and not args.verbose,
+                        log=print if args.verbose else None)
+    config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
+                          context=not args.no_context, members=args.members, normalize=args.normalize,
+                          adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs,
+                          extra_inputs=args.extra_inputs, kernel_factors=args.kernel_factors,
+                          hoisted_math=args.hoisted_math)
+    return opts, config
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.dataset import featurizer_fingerprint
-    from cost_model.train import TrainOptions, evaluate, make_model, save_model, train_seeds
+    from cost_model.train import evaluate, make_model, save_model, train_seeds
     if args.hoisted_math and not args.math_inputs:
         raise ToolkitError("--hoisted-math changes what --math-inputs feeds the network: give both")
     data = _load(args)
@@ -143,20 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not split.train:
         raise ToolkitError("no training pipelines after the split; collect more pipelines or lower "
                            "--val-fraction / --test-fraction")
-    lr = args.lr if args.lr is not None else (1e-3 if args.model == "ours" else 1e-4)
-    opts = TrainOptions(epochs=args.epochs, lr=lr, batch_size=args.batch_size, patience=args.patience,
-                        seed=args.seed, rank_weight=args.rank_weight, adams_weight=args.adams_weight,
-                        logmse_weight=args.logmse_weight, abs_weight=args.abs_weight,
-                        weight_decay=args.weight_decay, list_weight=args.list_weight,
-                        stage_weight=args.stage_weight,
-                        progress=not args.quiet and not args.verbose,
-                        log=print if args.verbose else None)
-    from cost_model.our_net import OurNetConfig
-    config = OurNetConfig(pipeline_dim=args.pipeline_dim, hidden=args.hidden, dropout=args.dropout,
-                          context=not args.no_context, members=args.members, normalize=args.normalize,
-                          adams_terms=args.adams_terms, prior=args.prior, math_inputs=args.math_inputs,
-                          extra_inputs=args.extra_inputs, kernel_factors=args.kernel_factors,
-                          hoisted_math=args.hoisted_math)
+    opts, config = _train_setup(args)
     if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
         raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
     if args.jobs < 1:
@@ -226,6 +233,88 @@ def _command_line(name: str, args: argparse.Namespace) -> str:
         else:
             words += [flag, shlex.quote(str(value))]
     return " ".join(words)
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from cost_model.dataset import featurizer_fingerprint, fold_splits
+    from cost_model.metrics import PipelineMetrics, paired_difference, summarize
+    from cost_model.our_net import OurNet
+    from cost_model.train import evaluate, train_runs
+    if args.hoisted_math and not args.math_inputs:
+        raise ToolkitError("--hoisted-math changes what --math-inputs feeds the network: give both")
+    if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
+        raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
+    if args.jobs < 1:
+        raise ToolkitError(f"--jobs {args.jobs}: give one or more worker processes")
+    if args.stage_weight and not args.profiles:
+        raise ToolkitError("--stage-weight needs per-stage profiles: give --profiles FILE (made by "
+                           "`autoschedule profile`)")
+    earlier: list[tuple[str, list[PipelineMetrics]]] = []
+    for f in args.compare or []:
+        try:
+            with open(f, encoding="utf-8") as fh:
+                earlier.append((f, [PipelineMetrics(**r) for r in json.load(fh)["pipelines"]]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ToolkitError(f"--compare {f}: not a crossval --out file ({type(e).__name__}: {e}); "
+                               "give the JSON an earlier `autoschedule crossval --out` wrote") from None
+    data = _load(args)
+    try:
+        splits = fold_splits(data.pipelines, args.folds, args.val_fraction)
+    except ValueError as e:
+        raise ToolkitError(f"crossval: {e}") from None
+    if args.profiles:
+        _attach_profiles(args.profiles, data.pipelines)
+    opts, config = _train_setup(args)
+    seeds = list(range(args.seed, args.seed + args.ensemble))
+    print(f"{args.folds} folds over {sum(len(s.test) for s in splits)} random pipelines; "
+          f"{len(seeds)} network(s) per fold, {args.folds * len(seeds)} in all, {args.jobs} at a time")
+    t0 = time.perf_counter()
+    results = train_runs([(sp.train, sp.val, seed) for sp in splits for seed in seeds], args.model, args.init,
+                         config, opts, jobs=args.jobs)
+    rows: list[PipelineMetrics] = []
+    folds: list[dict[str, Any]] = []
+    for k, sp in enumerate(splits):
+        rs = results[k * len(seeds):(k + 1) * len(seeds)]
+        model = rs[0].model if len(rs) == 1 else OurNet.ensemble([r.model for r in rs if isinstance(r.model, OurNet)])
+        s = evaluate(model, sp.test)
+        rows.extend(s.rows)
+        folds.append({"train_pipelines": len(sp.train), "val_pipelines": len(sp.val),
+                      "test_pipelines": len(sp.test), "best_epochs": [r.best_epoch for r in rs],
+                      "test": s.as_dict()})
+        print(f"  fold {k}: train {len(sp.train)}, val {len(sp.val)}, held out {s.line()}")
+    total = summarize(rows)
+    print(f"all folds ({time.perf_counter() - t0:.0f} s): {total.line()}")
+    intervals: dict[str, list[float]] = {}
+    if args.bootstrap > 0:
+        from cost_model.metrics import bootstrap_interval
+        for metric, label, pct in _INTERVAL_METRICS:
+            lo, hi = bootstrap_interval([getattr(r, metric) for r in rows], args.bootstrap)
+            intervals[metric] = [lo, hi]
+            print(f"  {label} {_num(total.means[metric], pct)} (95% interval over pipelines "
+                  f"{_num(lo, pct)} .. {_num(hi, pct)})")
+    if args.per_pipeline:
+        for r in sorted(rows, key=lambda r: r.name):
+            print(f"    {r.name:16s} n={r.n:4d} >20%={_num(r.pairwise_20, False)} "
+                  f"top1={_num(r.top1_regret, True)} tau={_num(r.kendall_tau, False)}")
+    for f, other in earlier:
+        for metric, label, pct in _INTERVAL_METRICS:
+            d, lo, hi, n = paired_difference(other, rows, metric, max(args.bootstrap, 1))
+            print(f"  this run minus {f}: {label} {_num(d, pct, sign=True)} (95% interval "
+                  f"{_num(lo, pct, sign=True)} .. {_num(hi, pct, sign=True)}, {n} pipelines both rate)")
+    out = {"command": _command_line("crossval", args), "folds": args.folds, "ensemble": len(seeds),
+           "model": args.model, "train_options": opts.to_dict(),
+           "config": asdict(config) if args.model == "ours" else None,
+           "data": " + ".join(map(str, args.db or [DEFAULT_DB])), "featurizer": featurizer_fingerprint(),
+           "summary": total.as_dict(), "intervals": intervals, "fold_detail": folds,
+           "pipelines": [asdict(r) for r in rows]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=1, allow_nan=True)
+    print(f"wrote {args.out}")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -309,19 +398,20 @@ def _num(v: float, pct: bool, sign: bool = False) -> str:
     return f"{100 * v:{flag}.1f}%" if pct else f"{v:{flag}.3f}"
 
 
-def _common_data_args(sp: argparse.ArgumentParser) -> None:
+def _common_data_args(sp: argparse.ArgumentParser, test_fraction: bool = True) -> None:
     sp.add_argument("--db", action="append",
                     help=f"tuning database (.sqlite) or sample export (.jsonl[.gz]) (default {DEFAULT_DB}); "
                     "repeat to combine several: a pipeline found in a later one takes its samples from there "
                     "only (re-measured labels replace older ones)")
     sp.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="featurized-tensor cache directory")
     sp.add_argument("--val-fraction", type=float, default=0.1, help="share of pipelines for validation")
-    sp.add_argument("--test-fraction", type=float, default=0.1, help="share of pipelines held out for test")
+    if test_fraction:
+        sp.add_argument("--test-fraction", type=float, default=0.1, help="share of pipelines held out for test")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def register(subparsers: Any) -> None:
-    """Add ``collect``, ``train`` and ``evaluate`` to the CLI's subparsers."""
+    """Add ``collect``, ``profile``, ``train``, ``crossval`` and ``evaluate`` to the CLI's subparsers."""
     sp = subparsers.add_parser("collect", help="measure random schedules of random pipelines (training data)")
     sp.add_argument("--pipelines", type=int, default=0, metavar="N", help="random pipelines to collect")
     sp.add_argument("--schedules-per-pipeline", type=int, default=8, metavar="K")
@@ -372,6 +462,48 @@ def register(subparsers: Any) -> None:
     _PARSERS["train"] = sp
     _common_data_args(sp)
     sp.add_argument("--out", required=True, help="weights to write (NAME.pt + NAME.json)")
+    _model_args(sp)
+    sp.add_argument("--train-on-bundled", action="store_true",
+                    help="let bundled workloads into train/val (default: always held out)")
+    sp.set_defaults(func=cmd_train)
+
+    sp = subparsers.add_parser("crossval", help="rate a way of training by K-fold cross-validation over the "
+                               "random pipelines (each held out once)")
+    _PARSERS["crossval"] = sp
+    _common_data_args(sp, test_fraction=False)
+    sp.add_argument("--folds", type=int, default=5, metavar="K", help="folds (default 5)")
+    sp.add_argument("--out", required=True, metavar="FILE.json", help="per-pipeline held-out metrics and the "
+                    "options, for --compare in a later run")
+    sp.add_argument("--compare", action="append", metavar="FILE.json", help="an earlier crossval --out: the "
+                    "difference of this run from it, paired by pipeline (repeat for several)")
+    sp.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                    help="resamples of the pipelines for 95%% intervals (0: none)")
+    sp.add_argument("--per-pipeline", action="store_true", help="one line per pipeline as well")
+    _model_args(sp)
+    sp.set_defaults(func=cmd_crossval)
+
+    sp = subparsers.add_parser("evaluate", help="ranking metrics of cost models on held-out pipelines")
+    _common_data_args(sp)
+    sp.add_argument("--weights", action="append", help="a model to evaluate (repeat to compare; default: "
+                    "the shipped Adams2019 weights)")
+    sp.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
+                    help="which pipelines (default: the held-out test split, bundled workloads included)")
+    sp.add_argument("--per-pipeline", action="store_true", help="one line per pipeline as well")
+    sp.add_argument("--profiles", action="append", metavar="FILE", help="per-stage profiles "
+                    "(`autoschedule profile`): also report how well each model splits a schedule's time "
+                    "between its stages")
+    sp.add_argument("--as-searched", action="store_true", help="score each model as the search ranks with it: "
+                    "every stage's predicted cost times its accumulator-latency factor (kernel_terms), summed; "
+                    "default: the network's own prediction")
+    sp.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                    help="resamples of the held-out pipelines for 95%% intervals of each model's pairwise >20%% "
+                    "and top-1 regret, and of the difference of every later --weights from the first, paired by "
+                    "pipeline (0: none)")
+    sp.set_defaults(func=cmd_evaluate)
+
+
+def _model_args(sp: argparse.ArgumentParser) -> None:
+    """The network and training options ``train`` and ``crossval`` share."""
     sp.add_argument("--model", choices=("ours", "adams"), default="ours")
     sp.add_argument("--init", help="start from these weights (default: random for ours, Halide's baseline "
                     "for adams; 'random' for a random AdamsNet)")
@@ -416,29 +548,7 @@ def register(subparsers: Any) -> None:
                     "(`autoschedule profile`); repeat to combine")
     sp.add_argument("--stage-weight", type=float, default=0.0, help="weight of the per-stage loss: the "
                     "network's share of each schedule's time per stage group against the profiled share")
-    sp.add_argument("--train-on-bundled", action="store_true",
-                    help="let bundled workloads into train/val (default: always held out)")
     sp.add_argument("--verbose", action="store_true", help="print every epoch")
-    sp.set_defaults(func=cmd_train)
-
-    sp = subparsers.add_parser("evaluate", help="ranking metrics of cost models on held-out pipelines")
-    _common_data_args(sp)
-    sp.add_argument("--weights", action="append", help="a model to evaluate (repeat to compare; default: "
-                    "the shipped Adams2019 weights)")
-    sp.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
-                    help="which pipelines (default: the held-out test split, bundled workloads included)")
-    sp.add_argument("--per-pipeline", action="store_true", help="one line per pipeline as well")
-    sp.add_argument("--profiles", action="append", metavar="FILE", help="per-stage profiles "
-                    "(`autoschedule profile`): also report how well each model splits a schedule's time "
-                    "between its stages")
-    sp.add_argument("--as-searched", action="store_true", help="score each model as the search ranks with it: "
-                    "every stage's predicted cost times its accumulator-latency factor (kernel_terms), summed; "
-                    "default: the network's own prediction")
-    sp.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                    help="resamples of the held-out pipelines for 95%% intervals of each model's pairwise >20%% "
-                    "and top-1 regret, and of the difference of every later --weights from the first, paired by "
-                    "pipeline (0: none)")
-    sp.set_defaults(func=cmd_evaluate)
 
 
-__all__ = ["register", "cmd_collect", "cmd_profile", "cmd_train", "cmd_evaluate"]
+__all__ = ["register", "cmd_collect", "cmd_profile", "cmd_train", "cmd_crossval", "cmd_evaluate"]

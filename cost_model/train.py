@@ -441,17 +441,26 @@ def train_seeds(kind: str, init: str | None, config: OurNetConfig | None, train_
     Why: an ensemble's networks are independent, and each trains on one thread (the matrices are
     small), so N cores train N of them in the time of one. A network trained in a worker is the one
     the same seed trains here (same data, same seeded initialisation and batch order)."""
-    runs = [(kind, init, config, train_set, val_set,
-             replace(opts, seed=s, progress=opts.progress and jobs <= 1, log=opts.log if jobs <= 1 else None))
-            for s in seeds]
-    if jobs <= 1 or len(runs) <= 1:
-        return [_train_seed(r) for r in runs]
+    return train_runs([(train_set, val_set, s) for s in seeds], kind, init, config, opts, jobs=jobs)
+
+
+def train_runs(runs: Sequence[tuple[Sequence[PipelineData], Sequence[PipelineData], int]], kind: str,
+               init: str | None, config: OurNetConfig | None, opts: TrainOptions, *,
+               jobs: int = 1) -> list[TrainResult]:
+    """Train one network per (training set, validation set, seed) in ``jobs`` worker processes at
+    once; results in the order of ``runs``. :func:`train_seeds` trains several seeds on one split,
+    cross-validation one network per fold."""
+    jobs_ = [(kind, init, config, tr, va,
+              replace(opts, seed=s, progress=opts.progress and jobs <= 1, log=opts.log if jobs <= 1 else None))
+             for tr, va, s in runs]
+    if jobs <= 1 or len(jobs_) <= 1:
+        return [_train_seed(r) for r in jobs_]
     import concurrent.futures
     import multiprocessing
     # spawn: a forked child would inherit torch's thread pool state, and the caller may hold threads
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(runs)),
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_)),
                                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_train_seed, runs))
+        return list(pool.map(_train_seed, jobs_))
 
 
 def finetune(model: nn.Module, target: PipelineData | Sequence[PipelineData],
@@ -546,7 +555,7 @@ def load_model(path: str | os.PathLike[str], *, check_host: bool = True) -> nn.M
     return loaded
 
 
-__all__ = ["TrainOptions", "TrainResult", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
+__all__ = ["TrainOptions", "TrainResult", "train_runs", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
            "train", "train_seeds", "finetune", "torch_threads", "save_model", "load_model", "log_predictions",
            "stage_share_loss", "stage_share_metrics", "group_costs", "MODEL_KINDS",
            "BASELINE_WEIGHTS", "flush_denormals"]

@@ -1,0 +1,76 @@
+"""K-fold cross-validation of a way of training (``cost_model.dataset.fold_splits``,
+``autoschedule crossval``): every random pipeline held out once, none trained on in its own fold,
+and runs compared pipeline by pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscheduler import cli
+from cost_model.dataset import PipelineData, fold_splits
+
+TINY = Path(__file__).resolve().parent.parent / "data" / "samples_small_tiny.jsonl.gz"
+
+
+def _fake(name: str, key: int, n: int = 4) -> PipelineData:
+    return PipelineData(name, {}, f"{key:064x}", "t", "d", 2, np.zeros((1, 40, 7), np.float32),
+                        np.ones((n, 1, 39), np.float32), np.arange(1, n + 1, dtype=np.float64))
+
+
+def test_every_random_pipeline_is_held_out_exactly_once():
+    ps = [_fake(f"random_{i}", i) for i in range(300)] + [_fake("blur", 999)]
+    splits = fold_splits(ps, 5, 0.1)
+    assert len(splits) == 5
+    held = [p.pipeline_hash for s in splits for p in s.test]
+    assert sorted(held) == sorted(p.pipeline_hash for p in ps if p.name != "blur")   # each once, bundled never
+    for s in splits:
+        parts = [{p.pipeline_hash for p in part} for part in (s.train, s.val, s.test)]
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+        assert sum(map(len, parts)) == 300                   # the other folds are train or validation
+        assert 30 <= len(s.test) <= 90 and 10 <= len(s.val) <= 45
+        assert all(p.name != "blur" for part in (s.train, s.val) for p in part)
+    # stable: the same pipelines, the same folds
+    again = fold_splits(list(reversed(ps)), 5, 0.1)
+    assert [sorted(p.pipeline_hash for p in s.test) for s in again] == \
+        [sorted(p.pipeline_hash for p in s.test) for s in splits]
+
+
+def test_fold_splits_reject_what_cannot_be_split():
+    ps = [_fake(f"random_{i}", i) for i in range(3)]
+    with pytest.raises(ValueError, match="2 or more folds"):
+        fold_splits(ps, 1)
+    with pytest.raises(ValueError, match="cannot fill 5 folds"):
+        fold_splits(ps, 5)
+
+
+def test_cli_crossval_writes_per_pipeline_results_and_compares_runs(tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    first = tmp_path / "a.json"
+    args = ["crossval", "--db", str(TINY), "--folds", "3", "--epochs", "2", "--cache-dir", cache, "--quiet",
+            "--bootstrap", "200"]
+    assert cli.main(args + ["--out", str(first), "--jobs", "2"]) == 0
+    out = json.loads(first.read_text())
+    names = sorted(r["name"] for r in out["pipelines"])
+    assert len(names) == len(set(names)) == out["summary"]["n_pipelines"] >= 8   # every pipeline once
+    assert out["folds"] == 3 and len(out["fold_detail"]) == 3
+    assert sum(f["test_pipelines"] for f in out["fold_detail"]) == len(names)
+    assert out["command"].startswith("autoschedule crossval") and "--folds 3" in out["command"]
+    assert 0.0 <= out["summary"]["pairwise_20"] <= 1.0
+    lo, hi = out["intervals"]["pairwise_20"]
+    assert lo <= out["summary"]["pairwise_20"] <= hi
+    capsys.readouterr()
+    # the same run again (same seeds, one process): the same networks, a difference of exactly zero
+    second = tmp_path / "b.json"
+    assert cli.main(args + ["--out", str(second), "--compare", str(first)]) == 0
+    text = capsys.readouterr().out
+    assert f"this run minus {first}: >20% +0.000 (95% interval +0.000 .. +0.000, {len(names)} pipelines" in text
+    assert json.loads(second.read_text())["pipelines"] == out["pipelines"]
+    # a file that is not a crossval result: one line naming it
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert cli.main(args + ["--out", str(tmp_path / "c.json"), "--compare", str(bad)]) == 2
+    assert f"--compare {bad}: not a crossval --out file" in capsys.readouterr().err
