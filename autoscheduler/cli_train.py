@@ -262,7 +262,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
                                "give the JSON an earlier `autoschedule crossval --out` wrote") from None
     data = _load(args)
     try:
-        splits = fold_splits(data.pipelines, args.folds, args.val_fraction)
+        splits = fold_splits(data.pipelines, args.folds, args.val_fraction, train_fraction=args.train_fraction)
     except ValueError as e:
         raise ToolkitError(f"crossval: {e}") from None
     if args.profiles:
@@ -305,6 +305,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
             print(f"  this run minus {f}: {label} {_num(d, pct, sign=True)} (95% interval "
                   f"{_num(lo, pct, sign=True)} .. {_num(hi, pct, sign=True)}, {n} pipelines both rate)")
     out = {"command": _command_line("crossval", args), "folds": args.folds, "ensemble": len(seeds),
+           "train_fraction": args.train_fraction,
            "model": args.model, "train_options": opts.to_dict(),
            "config": asdict(config) if args.model == "ours" else None,
            "data": " + ".join(map(str, args.db or [DEFAULT_DB])), "featurizer": featurizer_fingerprint(),
@@ -472,6 +473,8 @@ def register(subparsers: Any) -> None:
     _PARSERS["crossval"] = sp
     _common_data_args(sp, test_fraction=False)
     sp.add_argument("--folds", type=int, default=5, metavar="K", help="folds (default 5)")
+    sp.add_argument("--train-fraction", type=float, default=1.0, metavar="F", help="train on this share of "
+                    "each fold's training pipelines (a learning curve; default all)")
     sp.add_argument("--out", required=True, metavar="FILE.json", help="per-pipeline held-out metrics and the "
                     "options, for --compare in a later run")
     sp.add_argument("--compare", action="append", metavar="FILE.json", help="an earlier crossval --out: the "

@@ -39,6 +39,20 @@ def test_every_random_pipeline_is_held_out_exactly_once():
         [sorted(p.pipeline_hash for p in s.test) for s in splits]
 
 
+def test_a_train_fraction_subsamples_training_only_and_nests():
+    ps = [_fake(f"random_{i}", i) for i in range(400)]
+    full, half, quarter = (fold_splits(ps, 4, 0.1, train_fraction=f) for f in (1.0, 0.5, 0.25))
+    for a, b, c in zip(full, half, quarter):
+        ta, tb, tc = ({p.pipeline_hash for p in s.train} for s in (a, b, c))
+        assert tc <= tb <= ta                                 # a smaller share is a subset of a larger one
+        assert 0.35 < len(tb) / len(ta) < 0.65 and 0.12 < len(tc) / len(ta) < 0.38
+        for x in (b, c):                                      # held-out and validation sets unchanged
+            assert [p.pipeline_hash for p in x.test] == [p.pipeline_hash for p in a.test]
+            assert [p.pipeline_hash for p in x.val] == [p.pipeline_hash for p in a.val]
+    with pytest.raises(ValueError, match="train_fraction"):
+        fold_splits(ps, 4, train_fraction=0.0)
+
+
 def test_fold_splits_reject_what_cannot_be_split():
     ps = [_fake(f"random_{i}", i) for i in range(3)]
     with pytest.raises(ValueError, match="2 or more folds"):
