@@ -1,4 +1,5 @@
-"""Small pipelines, reference outputs and tiny cost networks that several test modules build."""
+"""Small pipelines, reference outputs, tiny cost networks and stand-in training data that several test
+modules build."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import halide as hl
 
 import halide_pipelines
 from autoscheduler.schedules import apply_source, root_source
+
+
+def fake_pipeline_data(name: str, key: int, n: int = 4) -> Any:
+    """A featurized pipeline of ``n`` schedules with hash ``key`` and all-ones features, for tests of
+    splits and folds (nothing is compiled)."""
+    import numpy as np
+
+    from cost_model.dataset import PipelineData
+    return PipelineData(name, {}, f"{key:064x}", "t", "d", 2, np.zeros((1, 40, 7), np.float32),
+                        np.ones((n, 1, 39), np.float32), np.arange(1, n + 1, dtype=np.float64))
 
 
 def tiny_ournet(seed: int = 0, **config: Any) -> Any:

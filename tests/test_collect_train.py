@@ -32,6 +32,7 @@ from cost_model.metrics import (kendall_tau, pairwise_accuracy, pairwise_counts,
 from cost_model.our_net import OurNet, OurNetConfig
 from cost_model.train import (TrainOptions, dataset_loss, evaluate, finetune, load_model, make_model,
                               predict, save_model, train)
+from shared_pipelines import fake_pipeline_data
 
 SEEDS = (38, 39)          # random pipelines with few stages: quick to build
 K = 4
@@ -225,9 +226,7 @@ def test_a_later_sample_set_replaces_the_labels_of_the_pipelines_it_holds(collec
     assert f"from {db} + {later}" in capsys.readouterr().out
 
 
-def _fake(name: str, key: int, n: int = 4) -> PipelineData:
-    return PipelineData(name, {}, f"{key:064x}", "t", "d", 2, np.zeros((1, 40, 7), np.float32),
-                        np.ones((n, 1, 39), np.float32), np.arange(1, n + 1, dtype=np.float64))
+_fake = fake_pipeline_data
 
 
 def test_split_is_by_whole_pipeline_and_stable():

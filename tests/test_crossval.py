@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from shared_pipelines import fake_pipeline_data
 
 from autoscheduler import cli
-from cost_model.dataset import PipelineData, fold_splits
+from cost_model.dataset import fold_splits
 
 TINY = Path(__file__).resolve().parent.parent / "data" / "samples_small_tiny.jsonl.gz"
 
 
-def _fake(name: str, key: int, n: int = 4) -> PipelineData:
-    return PipelineData(name, {}, f"{key:064x}", "t", "d", 2, np.zeros((1, 40, 7), np.float32),
-                        np.ones((n, 1, 39), np.float32), np.arange(1, n + 1, dtype=np.float64))
+_fake = fake_pipeline_data
 
 
 def test_every_random_pipeline_is_held_out_exactly_once():
