@@ -124,9 +124,19 @@ def _attach_profiles(files: list[str], pipelines: list[Any]) -> int:
 
 
 def _train_setup(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(TrainOptions, OurNetConfig) from ``train``'s and ``crossval``'s shared options."""
+    """(TrainOptions, OurNetConfig) from ``train``'s and ``crossval``'s shared options, checked
+    before any data is loaded."""
     from cost_model.our_net import OurNetConfig
     from cost_model.train import TrainOptions
+    if args.hoisted_math and not args.math_inputs:
+        raise ToolkitError("--hoisted-math changes what --math-inputs feeds the network: give both")
+    if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
+        raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
+    if args.jobs < 1:
+        raise ToolkitError(f"--jobs {args.jobs}: give one or more worker processes")
+    if args.stage_weight and not args.profiles:
+        raise ToolkitError("--stage-weight needs per-stage profiles: give --profiles FILE (made by "
+                           "`autoschedule profile`)")
     lr = args.lr if args.lr is not None else (1e-3 if args.model == "ours" else 1e-4)
     opts = TrainOptions(epochs=args.epochs, lr=lr, batch_size=args.batch_size, patience=args.patience,
                         seed=args.seed, rank_weight=args.rank_weight, adams_weight=args.adams_weight,
@@ -146,14 +156,10 @@ def _train_setup(args: argparse.Namespace) -> tuple[Any, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     from cost_model.dataset import featurizer_fingerprint
     from cost_model.train import evaluate, make_model, save_model, train_seeds
-    if args.hoisted_math and not args.math_inputs:
-        raise ToolkitError("--hoisted-math changes what --math-inputs feeds the network: give both")
+    opts, config = _train_setup(args)
     data = _load(args)
     split = data.split(args.val_fraction, args.test_fraction, bundled_in_test=not args.train_on_bundled)
     print(f"split by pipeline: {split.describe()}")
-    if args.stage_weight and not args.profiles:
-        raise ToolkitError("--stage-weight needs per-stage profiles: give --profiles FILE (made by "
-                           "`autoschedule profile`)")
     if args.profiles:
         import numpy as np
         n = _attach_profiles(args.profiles, data.pipelines)
@@ -163,11 +169,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not split.train:
         raise ToolkitError("no training pipelines after the split; collect more pipelines or lower "
                            "--val-fraction / --test-fraction")
-    opts, config = _train_setup(args)
-    if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
-        raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
-    if args.jobs < 1:
-        raise ToolkitError(f"--jobs {args.jobs}: give one or more worker processes")
     model = make_model(args.model, args.init, seed=args.seed, config=config)
     before = {name: evaluate(model, ps) for name, ps in (("val", split.val), ("test", split.test)) if ps}
     seeds = list(range(args.seed, args.seed + args.ensemble))
@@ -239,23 +240,15 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from cost_model.dataset import featurizer_fingerprint, fold_splits
+    from cost_model.dataset import featurizer_fingerprint, fold_splits, open_text
     from cost_model.metrics import PipelineMetrics, paired_difference, summarize
     from cost_model.our_net import OurNet
     from cost_model.train import evaluate, train_runs
-    if args.hoisted_math and not args.math_inputs:
-        raise ToolkitError("--hoisted-math changes what --math-inputs feeds the network: give both")
-    if args.ensemble < 1 or args.ensemble > 1 and args.model != "ours":
-        raise ToolkitError("--ensemble N needs N >= 1, and N > 1 only with --model ours")
-    if args.jobs < 1:
-        raise ToolkitError(f"--jobs {args.jobs}: give one or more worker processes")
-    if args.stage_weight and not args.profiles:
-        raise ToolkitError("--stage-weight needs per-stage profiles: give --profiles FILE (made by "
-                           "`autoschedule profile`)")
+    opts, config = _train_setup(args)
     earlier: list[tuple[str, list[PipelineMetrics]]] = []
     for f in args.compare or []:
         try:
-            with open(f, encoding="utf-8") as fh:
+            with open_text(Path(f)) as fh:
                 earlier.append((f, [PipelineMetrics(**r) for r in json.load(fh)["pipelines"]]))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ToolkitError(f"--compare {f}: not a crossval --out file ({type(e).__name__}: {e}); "
@@ -267,7 +260,6 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         raise ToolkitError(f"crossval: {e}") from None
     if args.profiles:
         _attach_profiles(args.profiles, data.pipelines)
-    opts, config = _train_setup(args)
     seeds = list(range(args.seed, args.seed + args.ensemble))
     print(f"{args.folds} folds over {sum(len(s.test) for s in splits)} random pipelines; "
           f"{len(seeds)} network(s) per fold, {args.folds * len(seeds)} in all, {args.jobs} at a time")
@@ -312,7 +304,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
            "summary": total.as_dict(), "intervals": intervals, "fold_detail": folds,
            "pipelines": [asdict(r) for r in rows]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as fh:
+    with open_text(Path(args.out), "wt") as fh:
         json.dump(out, fh, indent=1, allow_nan=True)
     print(f"wrote {args.out}")
     return 0
@@ -476,7 +468,7 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--train-fraction", type=float, default=1.0, metavar="F", help="train on this share of "
                     "each fold's training pipelines (a learning curve; default all)")
     sp.add_argument("--out", required=True, metavar="FILE.json", help="per-pipeline held-out metrics and the "
-                    "options, for --compare in a later run")
+                    "options, for --compare in a later run (.json.gz: compressed)")
     sp.add_argument("--compare", action="append", metavar="FILE.json", help="an earlier crossval --out: the "
                     "difference of this run from it, paired by pipeline (repeat for several)")
     sp.add_argument("--bootstrap", type=int, default=2000, metavar="N",

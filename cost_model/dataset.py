@@ -111,7 +111,7 @@ def trace_hash(trace: list[Any]) -> str:
 
 # ---------------------------------------------------------------------------------------- reading
 
-def _open_text(path: Path, mode: str = "rt") -> Any:
+def open_text(path: Path, mode: str = "rt") -> Any:
     if path.suffix == ".gz":
         return gzip.open(path, mode, encoding="utf-8")
     return open(path, mode, encoding="utf-8")
@@ -132,7 +132,7 @@ def read_samples(source: str | os.PathLike[str], *, include_failures: bool = Fal
                                   tuple(rec.samples), rec.predicted_cost))
     else:
         try:
-            with _open_text(path) as fh:
+            with open_text(path) as fh:
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
@@ -631,7 +631,8 @@ def fold_splits(pipelines: Sequence[PipelineData], folds: int, val_fraction: flo
                 role = split_role(p.pipeline_hash, val_fraction, 0.0, f"{salt}-val{k}")
                 if role == "val":
                     split.val.append(p)
-                elif train_fraction >= 1 or split_role(p.pipeline_hash, 0.0, train_fraction, f"{salt}-sub") == "test":
+                elif train_fraction >= 1 or split_role(p.pipeline_hash, 0.0, train_fraction,
+                                                       f"{salt}-sub") == "test":
                     split.train.append(p)
         out.append(split)
     return out
@@ -652,6 +653,6 @@ def iter_batches(data: PipelineData, batch_size: int, rng: np.random.Generator) 
 
 __all__ = ["Sample", "PipelineData", "Dataset", "Split", "FeatureCache", "DatasetError", "read_samples",
            "write_export", "load_dataset", "featurize_group", "group_samples", "split_pipelines",
-           "fold_splits", "split_role", "attach_profiles", "rebuild", "replay", "scheduled", "featurizer_fingerprint", "iter_batches",
-           "is_random_name",
+           "fold_splits", "split_role", "attach_profiles", "rebuild", "replay", "scheduled", "featurizer_fingerprint",
+           "iter_batches", "is_random_name", "open_text",
            "DEFAULT_CACHE_DIR", "EXPORT_FORMAT", "EXPORT_VERSION"]

@@ -555,7 +555,7 @@ def load_model(path: str | os.PathLike[str], *, check_host: bool = True) -> nn.M
     return loaded
 
 
-__all__ = ["TrainOptions", "TrainResult", "train_runs", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
-           "train", "train_seeds", "finetune", "torch_threads", "save_model", "load_model", "log_predictions",
-           "stage_share_loss", "stage_share_metrics", "group_costs", "MODEL_KINDS",
+__all__ = ["TrainOptions", "TrainResult", "make_model", "predict", "batch_loss", "dataset_loss", "evaluate",
+           "train", "train_seeds", "train_runs", "finetune", "torch_threads", "save_model", "load_model",
+           "log_predictions", "stage_share_loss", "stage_share_metrics", "group_costs", "MODEL_KINDS",
            "BASELINE_WEIGHTS", "flush_denormals"]

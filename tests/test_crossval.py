@@ -4,6 +4,7 @@ and runs compared pipeline by pipeline."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -76,11 +77,12 @@ def test_cli_crossval_writes_per_pipeline_results_and_compares_runs(tmp_path, ca
     assert lo <= out["summary"]["pairwise_20"] <= hi
     capsys.readouterr()
     # the same run again (same seeds, one process): the same networks, a difference of exactly zero
-    second = tmp_path / "b.json"
+    second = tmp_path / "b.json.gz"                          # compressed when asked
     assert cli.main(args + ["--out", str(second), "--compare", str(first)]) == 0
     text = capsys.readouterr().out
     assert f"this run minus {first}: >20% +0.000 (95% interval +0.000 .. +0.000, {len(names)} pipelines" in text
-    assert json.loads(second.read_text())["pipelines"] == out["pipelines"]
+    with gzip.open(second, "rt") as fh:
+        assert json.load(fh)["pipelines"] == out["pipelines"]
     # a file that is not a crossval result: one line naming it
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
