@@ -178,8 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               + (" (early stop)" if r.stopped_early else ""))
     result = runs[0]
     if len(runs) > 1:
-        from cost_model.our_net import OurNet
-        result.model = OurNet.ensemble([r.model for r in runs if isinstance(r.model, OurNet)])
+        result.model = _averaged(runs)
         print(f"averaged {len(runs)} networks trained from seeds {seeds[0]}..{seeds[-1]}"
               + (f" in {min(args.jobs, len(runs))} processes" if args.jobs > 1 else ""))
     metrics: dict[str, float] = {}
@@ -241,8 +240,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from cost_model.dataset import featurizer_fingerprint, fold_splits, open_text
-    from cost_model.metrics import PipelineMetrics, paired_difference, summarize
-    from cost_model.our_net import OurNet
+    from cost_model.metrics import PipelineMetrics, summarize
     from cost_model.train import evaluate, train_runs
     opts, config = _train_setup(args)
     earlier: list[tuple[str, list[PipelineMetrics]]] = []
@@ -270,7 +268,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     folds: list[dict[str, Any]] = []
     for k, sp in enumerate(splits):
         rs = results[k * len(seeds):(k + 1) * len(seeds)]
-        model = rs[0].model if len(rs) == 1 else OurNet.ensemble([r.model for r in rs if isinstance(r.model, OurNet)])
+        model = _averaged(rs)
         s = evaluate(model, sp.test)
         rows.extend(s.rows)
         folds.append({"train_pipelines": len(sp.train), "val_pipelines": len(sp.val),
@@ -281,21 +279,14 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     print(f"all folds ({time.perf_counter() - t0:.0f} s): {total.line()}")
     intervals: dict[str, list[float]] = {}
     if args.bootstrap > 0:
-        from cost_model.metrics import bootstrap_interval
-        for metric, label, pct in _INTERVAL_METRICS:
-            lo, hi = bootstrap_interval([getattr(r, metric) for r in rows], args.bootstrap)
-            intervals[metric] = [lo, hi]
-            print(f"  {label} {_num(total.means[metric], pct)} (95% interval over pipelines "
-                  f"{_num(lo, pct)} .. {_num(hi, pct)})")
+        cells, intervals = _interval_cells(rows, args.bootstrap)
+        print(f"  95% interval over pipelines (bootstrap, {args.bootstrap} resamples): " + ", ".join(cells))
     if args.per_pipeline:
         for r in sorted(rows, key=lambda r: r.name):
-            print(f"    {r.name:16s} n={r.n:4d} >20%={_num(r.pairwise_20, False)} "
-                  f"top1={_num(r.top1_regret, True)} tau={_num(r.kendall_tau, False)}")
+            print(_pipeline_line(r))
     for f, other in earlier:
-        for metric, label, pct in _INTERVAL_METRICS:
-            d, lo, hi, n = paired_difference(other, rows, metric, max(args.bootstrap, 1))
-            print(f"  this run minus {f}: {label} {_num(d, pct, sign=True)} (95% interval "
-                  f"{_num(lo, pct, sign=True)} .. {_num(hi, pct, sign=True)}, {n} pipelines both rate)")
+        cells, n = _difference_cells(other, rows, max(args.bootstrap, 1))
+        print(f"  this run minus {f}, paired over {n} pipelines (95% interval): " + ", ".join(cells))
     out = {"command": _command_line("crossval", args), "folds": args.folds, "ensemble": len(seeds),
            "train_fraction": args.train_fraction,
            "model": args.model, "train_options": opts.to_dict(),
@@ -342,7 +333,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, weights: list[str], held: list[Any], random_held: list[Any],
             bundled: list[str]) -> None:
-    from cost_model.metrics import bootstrap_interval, paired_difference
     from cost_model.train import evaluate, load_model, stage_share_metrics
     first: Any = None
     for w in weights:
@@ -352,19 +342,12 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
             summary = evaluate(model, random_held)
             print(f"  random pipelines: {summary.line()}")
             if args.bootstrap > 0 and summary.n_pipelines > 1:
-                cells = []
-                for metric, label, pct in _INTERVAL_METRICS:
-                    lo, hi = bootstrap_interval([getattr(r, metric) for r in summary.rows], args.bootstrap)
-                    cells.append(f"{label} {_num(lo, pct)} to {_num(hi, pct)}")
+                cells, _ = _interval_cells(summary.rows, args.bootstrap)
                 print(f"    95% interval over pipelines (bootstrap, {args.bootstrap} resamples): " + ", ".join(cells))
                 if first is None:
                     first = (w, summary)
                 else:
-                    cells = []
-                    for metric, label, pct in _INTERVAL_METRICS:
-                        mean, lo, hi, _ = paired_difference(first[1].rows, summary.rows, metric, args.bootstrap)
-                        cells.append(f"{label} {_num(mean, pct, True)} ({_num(lo, pct, True)} to "
-                                     f"{_num(hi, pct, True)})")
+                    cells, _ = _difference_cells(first[1].rows, summary.rows, args.bootstrap)
                     print(f"    minus {first[0]}, paired over the same pipelines (95% interval): " + ", ".join(cells))
         if args.profiles:
             sm = stage_share_metrics(model, held)
@@ -375,12 +358,48 @@ def _report(args: argparse.Namespace, weights: list[str], held: list[Any], rando
             print(f"  {name}: {evaluate(model, ps).line()}")
         if args.per_pipeline:
             for row in evaluate(model, held).rows:
-                print(f"    {row.name:16s} {row.key} n={row.n:4d} pairwise={row.pairwise:.3f} "
-                      f"top1={100 * row.top1_regret:.1f}% tau={row.kendall_tau:.3f}")
+                print(_pipeline_line(row))
 
 
 _INTERVAL_METRICS = (("pairwise_20", ">20%", False), ("top1_regret", "top-1 regret", True))
 """The metrics ``evaluate`` gives intervals for: (PipelineMetrics field, label, shown as a percentage)."""
+
+
+def _interval_cells(rows: list[Any], resamples: int) -> tuple[list[str], dict[str, list[float]]]:
+    """Report cells of each interval metric's bootstrap interval over ``rows`` (PipelineMetrics),
+    and the intervals by metric."""
+    from cost_model.metrics import bootstrap_interval
+    cells, found = [], {}
+    for metric, label, pct in _INTERVAL_METRICS:
+        lo, hi = bootstrap_interval([getattr(r, metric) for r in rows], resamples)
+        found[metric] = [lo, hi]
+        cells.append(f"{label} {_num(lo, pct)} to {_num(hi, pct)}")
+    return cells, found
+
+
+def _difference_cells(first: list[Any], rows: list[Any], resamples: int) -> tuple[list[str], int]:
+    """Report cells of ``rows`` minus ``first`` per interval metric, paired by pipeline, and how
+    many pipelines both rate."""
+    from cost_model.metrics import paired_difference
+    cells, n = [], 0
+    for metric, label, pct in _INTERVAL_METRICS:
+        mean, lo, hi, n = paired_difference(first, rows, metric, resamples)
+        cells.append(f"{label} {_num(mean, pct, True)} ({_num(lo, pct, True)} to {_num(hi, pct, True)})")
+    return cells, n
+
+
+def _pipeline_line(row: Any) -> str:
+    """One pipeline's metrics (PipelineMetrics) as ``--per-pipeline`` prints them."""
+    return (f"    {row.name:16s} {row.key} n={row.n:4d} pairwise={row.pairwise:.3f} "
+            f">20%={_num(row.pairwise_20, False)} top1={100 * row.top1_regret:.1f}% tau={row.kendall_tau:.3f}")
+
+
+def _averaged(runs: list[Any]) -> Any:
+    """The model of one TrainResult, or several seeds' networks averaged (``OurNet.ensemble``)."""
+    if len(runs) == 1:
+        return runs[0].model
+    from cost_model.our_net import OurNet
+    return OurNet.ensemble([r.model for r in runs if isinstance(r.model, OurNet)])
 
 
 def _num(v: float, pct: bool, sign: bool = False) -> str:

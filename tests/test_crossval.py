@@ -80,7 +80,8 @@ def test_cli_crossval_writes_per_pipeline_results_and_compares_runs(tmp_path, ca
     second = tmp_path / "b.json.gz"                          # compressed when asked
     assert cli.main(args + ["--out", str(second), "--compare", str(first)]) == 0
     text = capsys.readouterr().out
-    assert f"this run minus {first}: >20% +0.000 (95% interval +0.000 .. +0.000, {len(names)} pipelines" in text
+    assert f"this run minus {first}, paired over {len(names)} pipelines (95% interval): >20% +0.000 " \
+        "(+0.000 to +0.000), top-1 regret +0.0% (+0.0% to +0.0%)" in text
     with gzip.open(second, "rt") as fh:
         assert json.load(fh)["pipelines"] == out["pipelines"]
     # a file that is not a crossval result: one line naming it

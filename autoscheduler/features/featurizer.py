@@ -46,7 +46,7 @@ import numpy as np
 
 from ..dag import FunctionDAG
 from ..state import Kernel, SearchSpace, State
-from ..state.decisions import NON_PLACING_TYPES, WHERE_AT, WHERE_ROOT, Wrap
+from ..state.decisions import WHERE_AT, WHERE_ROOT
 from .adams_dag import AdamsDag
 from .cpu_rfactor import rfactor_chain
 from .layout import layout_key, wrapped_dims
@@ -484,15 +484,13 @@ class Featurizer:
                              "use featurizer_for(state)")
         pd = state.parent_derived if self.incremental else None
         memo = pd.get("features") if pd is not None else None
-        last = state.decisions[-1] if state.decisions else None
+        changed = state.non_placing_change() if memo is not None else None
         prev: Optional[dict[GroupId, tuple[_GroupResult, set[int]]]] = None
-        dirty = dirty2 = -1       # the Funcs the last decision decided (a Wrap: producer and consumer)
-        if memo is not None and memo.owner is self and isinstance(last, NON_PLACING_TYPES):
-            assert last is not None
+        dirty = dirty2 = -1
+        if memo is not None and memo.owner is self and changed is not None:
             an = memo.an          # placements unchanged: the same groups, members and inlined calls
             prev = memo.groups
-            dirty = last.func
-            dirty2 = last.consumer if isinstance(last, Wrap) else dirty
+            dirty, dirty2 = changed
         else:
             an = self._analyze(state)
         cache = self._cache

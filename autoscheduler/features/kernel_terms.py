@@ -31,8 +31,8 @@ import numpy as np
 
 from ..ir.nodes import Call, Load, Variable, walk
 from ..state import Kernel, State
-from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, NON_PLACING_TYPES,
-                               UNROLL_LIMIT, WHERE_INLINE, WHERE_ROOT, Wrap)
+from ..state.decisions import (LEVEL_INNER, LEVEL_RVAR, LEVEL_UNROLL, LEVEL_VECTOR, UNROLL_LIMIT, WHERE_INLINE,
+                               WHERE_ROOT)
 from ..state.layout import read_order, storage_order
 from ..state.plan import TAIL_ROUND_UP
 
@@ -269,20 +269,20 @@ def stage_factors(state: State, order: Any = None) -> np.ndarray:
     n = len(order) if order is not None else len(dag.featurization_order())
     pd = state.parent_derived
     prev = pd.get("factors") if pd is not None else None
-    last = state.decisions[-1] if state.decisions else None
-    reuse = prev is not None and prev[0] == n and isinstance(last, NON_PLACING_TYPES)
+    changed = state.non_placing_change() if prev is not None and prev[0] == n else None
+    parent_reads: dict[tuple[int, int], frozenset[int]] = {}
     dirty = dirty2 = -1
-    if reuse:
-        assert prev is not None and last is not None
+    if changed is not None:
+        assert prev is not None
         out = prev[1].copy()
-        dirty = last.func
-        dirty2 = last.consumer if isinstance(last, Wrap) else dirty
+        parent_reads = prev[2]
+        dirty, dirty2 = changed
     else:
         out = np.ones(n, dtype=np.float64)
     reads: dict[tuple[int, int], frozenset[int]] = {}
     memo = _MEMO.setdefault(state.space, {})
     for k, f, s, own in _reduction_stages(dag):
-        old = prev[2].get((f, s)) if reuse and prev is not None else None
+        old = parent_reads.get((f, s))
         if old is not None and dirty not in old and dirty2 not in old:
             reads[(f, s)] = old          # out[k] is the parent's
             continue

@@ -77,7 +77,7 @@ from .decisions import (GPU_UNROLL_LIMIT, LEVEL_BLOCK, LEVEL_INNER, LEVEL_OUTER,
                         SITE_LEVELS, UNROLL_LIMIT, WHERE_AT, WHERE_INLINE, WHERE_ROOT, WHERES, Decision,
                         IllegalDecisionError, InnerTile, Kernel, LoopRef, OuterTile, Place, RFactor,
                         decision_from_dict)
-from .decisions import Layout, Wrap
+from .decisions import NON_PLACING_TYPES, Layout, Wrap
 from . import layout as layout_rules
 from .plan import (GPU_BLOCK, GPU_KERNEL, GPU_SERIAL, GPU_SINGLE, MAX_GRID_YZ, TAIL_GUARD, TAIL_ROUND_UP,
                    StagePlan, base_names, plan_rfactor, plan_stage)
@@ -517,6 +517,17 @@ class State:
                 break
             common.append(refs[0])
         return common
+
+    def non_placing_change(self) -> Optional[tuple[int, int]]:
+        """The Funcs the last decision decided, when it places no Func (``NON_PLACING_TYPES``): a
+        Wrap's producer and consumer, else the Func twice. None after a Place or at the start.
+        What was derived from the parent (``parent_derived``) and reads neither holds here too."""
+        if not self.decisions:
+            return None
+        last = self.decisions[-1]
+        if isinstance(last, Wrap):
+            return (last.func, last.consumer)
+        return (last.func, last.func) if isinstance(last, NON_PLACING_TYPES) else None
 
     def inline_calls(self, f: int, known: Optional[dict[int, dict[tuple[int, int], int]]] = None
                      ) -> dict[tuple[int, int], int]:
